@@ -1,0 +1,3 @@
+from modelsign.cli import main
+
+raise SystemExit(main())

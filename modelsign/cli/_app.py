@@ -1,0 +1,83 @@
+"""The typer application: command registration and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+import typer
+
+from modelsign.errors import ModelsignError
+
+app = typer.Typer(
+    name="modelsign",
+    help="Sign, attest and verify machine-learning models (OpenSSF Model Signing v1.0).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Each module defines ``register(app)``; one module per command group keeps them independent.
+_COMMAND_MODULES = (
+    "modelsign.cli._hash",
+    "modelsign.cli._sign",
+    "modelsign.cli._verify",
+    "modelsign.cli._sigstore",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from modelsign import __version__
+
+        typer.echo(f"modelsign {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Sign, attest and verify machine-learning models.
+
+    Exit codes: 0 verified/done, 1 verification or policy failed, 2 bad input or usage,
+    3 internal error.
+    """
+
+
+for _mod in _COMMAND_MODULES:
+    import_module(_mod).register(app)
+
+
+def error(message: str) -> None:
+    """Print a one-line error to stderr."""
+    sys.stderr.write(f"modelsign: error: {message}\n")
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI on ``args`` and return the exit code; never lets a traceback reach the user."""
+    try:
+        app(args=args, prog_name="modelsign", standalone_mode=True)
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 2
+    except ModelsignError as e:
+        error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: exit 3, never a traceback
+        error(f"internal error: {type(e).__name__}: {e}; please report this at "
+              "https://github.com/modelsign/modelsign/issues (run with MODELSIGN_DEBUG=1 for "
+              "a traceback)")
+        import os
+
+        if os.environ.get("MODELSIGN_DEBUG"):
+            raise
+        return 3
+    return 0
