@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "modelsign.cli._sign",
     "modelsign.cli._verify",
     "modelsign.cli._sigstore",
+    "modelsign.cli._attest",
 )
 
 
