@@ -721,7 +721,7 @@ def modelsign_cli_sign(data: str) -> Callable[[Ctx, int, int], Sample]:
 
 def modelsign_api_incremental(ctx: Ctx, rep: int, reps: int) -> Sample:
     d = ctx.data["incr"]
-    _, res = _api(ctx, MODELSIGN_API, {
+    proc, res = _api(ctx, MODELSIGN_API, {
         "path": str(d.target), "method": "files", "mode": "incremental",
         "touch": str(d.target / "config.json"), "check": rep == reps - 1,
         "executor": ctx.args.executor}, env=ctx.env(ctx.fresh_cache()))
@@ -730,7 +730,7 @@ def modelsign_api_incremental(ctx: Ctx, rep: int, reps: int) -> Sample:
     if "root_nocache" in res and res["root_nocache"] != res["root"]:
         raise BenchError(f"incremental digest {res['root'][:16]} != full re-hash "
                          f"{res['root_nocache'][:16]}: the cache served stale digests")
-    return Sample(res["elapsed"], None, res.get("root"), {"full_s": res["full"]})
+    return Sample(res["elapsed"], proc.maxrss_kb, res.get("root"), {"full_s": res["full"]})
 
 
 def modelsign_cli_incremental(ctx: Ctx, rep: int, reps: int) -> Sample:
@@ -1059,6 +1059,53 @@ def derive(rows: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
             r["digest_matches_peer"] = r["digest"] == ref[(r["dataset"], r["method"])]
 
 
+# The speed targets of issues 2, 3 and 7, judged from the rows (full size only: smoke data is
+# too small for start-up-dominated numbers to mean anything).
+TARGETS: list[tuple[str, str, str, str, float, str]] = [
+    # (issue, description, row, field, threshold, "min" | "max")
+    ("#2", "API hashing of the model, warm, % of ceiling", "modelsign.api.model.warm",
+     "pct_of_ceiling", 92.0, "min"),
+    ("#2", "`modelsign hash` end to end, warm, % of ceiling", "modelsign.cli.model.warm",
+     "pct_of_ceiling", 85.0, "min"),
+    ("#2", "single 4 GiB file, shards mode (API), warm, % of ceiling", "modelsign.api.single.warm",
+     "pct_of_ceiling", 90.0, "min"),
+    ("#2", "single 4 GiB file, shards mode (CLI), warm, % of ceiling", "modelsign.cli.single.warm",
+     "pct_of_ceiling", 90.0, "min"),
+    ("#2", "re-hash after one small file changed (API): full / incremental",
+     "modelsign.api.incremental", "incremental_speedup", 20.0, "min"),
+    ("#2", "re-hash after one small file changed (CLI): full / incremental",
+     "modelsign.cli.incremental", "incremental_speedup", 20.0, "min"),
+    ("#2", "`modelsign --version` start-up, s", "modelsign.cli.startup", "median_s", 0.2, "max"),
+    ("#2", "peak RSS hashing the 4 GiB file (CLI), MiB", "modelsign.cli.single.warm",
+     "peak_rss_mb", 150.0, "max"),
+    ("#2", "dataset files/s vs model_signing (API), warm", "modelsign.api.dataset.warm",
+     "ratio_vs_peer", 2.0, "min"),
+    ("#3", "`modelsign sign --key` vs `model_signing sign key`, 2 GiB, speed-up",
+     "modelsign.cli.sign.warm", "ratio_vs_peer", 1.3, "min"),
+    ("#7", "verify the 90 MB model, warm, s (CLI: includes interpreter start-up)",
+     "modelsign.cli.verify.warm", "median_s", 0.15, "max"),
+]
+
+
+def judge(rows: list[dict[str, Any]], size: str) -> list[dict[str, Any]]:
+    by_name = {r["name"]: r for r in rows}
+    out = []
+    for issue, desc, name, fld, thr, kind in TARGETS:
+        r = by_name.get(name)
+        val = r.get(fld) if r and r["status"] == "ok" else None
+        if r is None:
+            verdict = "not run"
+        elif val is None:
+            verdict = "n/a" if r["status"] == "n/a" else "no number"
+        elif size != "full":
+            verdict = "not judged"  # smoke data is too small to mean anything
+        else:
+            verdict = "PASS" if (val >= thr if kind == "min" else val < thr) else "FAIL"
+        out.append({"issue": issue, "target": desc, "row": name, "field": fld,
+                    "threshold": thr, "kind": kind, "value": val, "verdict": verdict})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # machine info and output
 
@@ -1183,6 +1230,17 @@ def table(result: dict[str, Any]) -> str:
            "  ".join("-" * w for w in widths) + "  -----"]
     for ln in lines:
         out.append("  ".join(c.ljust(w) for c, w in zip(ln, widths)) + "  " + ln[-1])
+    if result.get("targets"):
+        out.append("")
+        out.append("targets (issues 2, 3, 7)" + (":" if result["config"]["size"] == "full"
+                                                  else ", not judged at this size:"))
+        for t in result["targets"]:
+            if t["verdict"] == "not run":
+                continue
+            op = ">=" if t["kind"] == "min" else "<"
+            val = "-" if t["value"] is None else f"{t['value']:.3g}"
+            out.append(f"  {t['verdict']:<10} {t['issue']} {t['target']}: {val} "
+                       f"(want {op} {t['threshold']:g})")
     m = result["machine"]
     cfg = result["config"]
     out.append("")
@@ -1226,6 +1284,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--executor", default=None,
                     help="passed through to `modelsign hash --executor` and hash_model(executor=)")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="build (or check) the synthetic data for the selected rows and exit")
     a = ap.parse_args(argv)
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
@@ -1270,6 +1330,10 @@ def main(argv: list[str] | None = None) -> int:
     result["data"] = {k: {"path": str(v.target), "bytes": v.nbytes, "files": v.nfiles}
                       for k, v in ctx.data.items()}
     result["data_build_s"] = time.perf_counter() - t0
+    if args.prepare_only:
+        for k, v in ctx.data.items():
+            print(f"{k:12s} {v.nfiles:6d} files {v.nbytes / GiB:8.3f} GiB  {v.target}")
+        return 0
     ctx.key, ctx.pub = make_keys(workdir / "keys")
 
     log("ceiling: openssl speed -evp sha256 -bytes 1048576")
@@ -1284,6 +1348,7 @@ def main(argv: list[str] | None = None) -> int:
         derive(rows, result["ceiling"])
         write_json(args.json, result)  # partial results survive an interrupted run
     derive(rows, result["ceiling"])
+    result["targets"] = judge(rows, args.size)
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     result["total_s"] = time.perf_counter() - t0
     write_json(args.json, result)
