@@ -1,9 +1,148 @@
-"""Placeholder: this command group is being written."""
+"""``modelsign sign``: hash a model and write its OMS v1.0 signature (model.sig)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
+
+from modelsign.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.hashing._spec import HashSpec
+    from modelsign.signing import Signer
+
+_HELP = """Sign a model (or dataset) directory or file: write its OMS v1.0 signature.
+
+Hashes every file, signs the manifest and writes PATH/model.sig (PATH.sig beside a single file), atomically: an existing signature is only ever replaced by a complete new one.
+
+Keyless (the default) signs with Sigstore: the identity token comes from --identity-token, $SIGSTORE_ID_TOKEN, ambient CI credentials (GitHub Actions, GitLab, GCP, Buildkite, CircleCI), else a browser sign-in. --key signs with an EC P-256/384/521 private key instead; add --cert (and --chain) to include an X.509 certificate chain.
+
+Examples:
+
+  modelsign sign ./my-model
+
+  modelsign sign ./my-model --key release.pem --password-file pw.txt
+
+  modelsign sign ./my-model --key leaf-key.pem --cert leaf.pem --chain intermediate.pem
+
+  modelsign sign ./my-model --trust-config private-sigstore.json --identity-token "$TOKEN"
+
+  modelsign sign ./my-model --method shards --ignore-path logs -o my-model.sig
+
+Exit codes: 0 signed, 2 bad input (path, key, certificate, token, output), 3 internal error.
+"""
+
+_KEY = "Key signing"
+_KEYLESS = "Keyless signing (Sigstore)"
+_HASHING = "Hashing"
+
+
+def _hash_spec(method: str, algorithm: str, shard_size: int, ignore_paths: list[str],
+               allow_symlinks: bool, no_cache: bool) -> HashSpec:
+    from modelsign.hashing._spec import HashSpec
+
+    return HashSpec(method=method, algorithm=algorithm, shard_size=shard_size,  # type: ignore[arg-type]
+                    ignore_paths=tuple(ignore_paths), allow_symlinks=allow_symlinks,
+                    use_cache=not no_cache)
+
+
+def _build_signer(*, key: Path | None, password_file: Path | None, cert: Path | None,
+                  chain: list[Path], identity_token: str | None, oauth_force_oob: bool,
+                  staging: bool, trust_config: Path | None) -> Signer:
+    """Pick the backend from the flags; refuse combinations that mean nothing."""
+    from modelsign import signing
+
+    keyless_flags = [name for name, used in (("--identity-token", identity_token),
+                                             ("--oauth-force-oob", oauth_force_oob),
+                                             ("--staging", staging),
+                                             ("--trust-config", trust_config)) if used]
+    if key is None:
+        for name, used in (("--cert", cert), ("--chain", chain),
+                           ("--password-file", password_file)):
+            if used:
+                raise InputError(f"{name} needs --key", hint="pass the private key with --key")
+        if staging and trust_config is not None:
+            raise InputError("--staging and --trust-config are mutually exclusive",
+                             hint="pass one of them")
+        tc = signing.load_trust_config(staging=staging, path=trust_config)
+        return signing.KeylessSigner(trust_config=tc, identity_token=identity_token,
+                                     force_oob=oauth_force_oob)
+    if keyless_flags:
+        raise InputError(f"{', '.join(keyless_flags)} cannot be combined with --key",
+                         hint="drop --key to sign keylessly, or drop the keyless options")
+    if chain and cert is None:
+        raise InputError("--chain needs --cert", hint="pass the signing certificate with --cert")
+    password = signing.read_password_file(password_file) if password_file else None
+    if cert is not None:
+        return signing.CertificateSigner.from_pem_files(key, cert, chain, password=password)
+    return signing.KeySigner.from_pem_file(key, password=password)
+
+
+def sign(
+    path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file to sign.",
+                                         show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Where to write the signature \\[default: PATH/model.sig].",
+        show_default=False)] = None,
+    key: Annotated[Optional[Path], typer.Option(
+        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
+        rich_help_panel=_KEY, show_default=False)] = None,
+    password_file: Annotated[Optional[Path], typer.Option(
+        "--password-file", help="File holding the --key password (one trailing newline is "
+        "ignored).", rich_help_panel=_KEY, show_default=False)] = None,
+    cert: Annotated[Optional[Path], typer.Option(
+        "--cert", help="Signing certificate for --key (PEM); the bundle carries the chain.",
+        rich_help_panel=_KEY, show_default=False)] = None,
+    chain: Annotated[Optional[list[Path]], typer.Option(
+        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
+        rich_help_panel=_KEY, show_default=False)] = None,
+    identity_token: Annotated[Optional[str], typer.Option(
+        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
+        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    oauth_force_oob: Annotated[bool, typer.Option(
+        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
+        rich_help_panel=_KEYLESS)] = False,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Use Sigstore's staging instance (for tests).",
+        rich_help_panel=_KEYLESS)] = False,
+    trust_config: Annotated[Optional[Path], typer.Option(
+        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
+        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="files: one digest per file; shards: per byte range.",
+        rich_help_panel=_HASHING)] = "files",
+    algorithm: Annotated[str, typer.Option(
+        "--algorithm", help="sha256, blake2b or blake3.", rich_help_panel=_HASHING)] = "sha256",
+    shard_size: Annotated[int, typer.Option(
+        "--shard-size", help="Bytes per shard (shards method).",
+        rich_help_panel=_HASHING)] = 1_000_000_000,
+    ignore_path: Annotated[Optional[list[str]], typer.Option(
+        "--ignore-path", help="Path (relative to PATH) to leave out; repeatable.",
+        rich_help_panel=_HASHING, show_default=False)] = None,
+    allow_symlinks: Annotated[bool, typer.Option(
+        "--allow-symlinks", help="Hash symbolic links inside PATH (by their target's bytes).",
+        rich_help_panel=_HASHING)] = False,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Re-hash every file; ignore the incremental cache.",
+        rich_help_panel=_HASHING)] = False,
+) -> None:
+    from modelsign.signing import sign_model
+
+    spec = _hash_spec(method, algorithm, shard_size, ignore_path or [], allow_symlinks, no_cache)
+    signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
+                           identity_token=identity_token, oauth_force_oob=oauth_force_oob,
+                           staging=staging, trust_config=trust_config)
+    result = sign_model(path, signer=signer, spec=spec, output=output)
+    m = result.manifest
+    sys.stdout.write(
+        f"signed {m.name}: sha256:{result.root_digest}\n"
+        f"  {len(m.resources)} resources ({m.serialization.method}, "
+        f"{m.serialization.hash_type}), by {result.bundle.describe()}\n"
+        f"  signature written to {result.path}\n")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("sign", help=_HELP, no_args_is_help=True)(sign)
