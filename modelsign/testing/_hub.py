@@ -113,6 +113,12 @@ class HubCommit:
     date: str = field(default_factory=_now)
     #: ``path -> original bytes`` of files rewritten by :meth:`LoopbackHub.tamper`.
     tampered: dict[str, bytes] = field(default_factory=dict)
+    #: ``path -> bytes the metadata describes`` when the Hub lies about a file
+    #: (``tamper(..., lie=True)``): sizes, sha256 and ETags of these, content of ``files``.
+    described: dict[str, bytes] = field(default_factory=dict)
+
+    def metadata_bytes(self, path: str) -> bytes:
+        return self.described.get(path, self.files[path])
 
 
 @dataclass
@@ -218,18 +224,23 @@ class LoopbackHub:
                 commit = repo.commits[commit.parent]
 
     def tamper(self, repo_id: str, path: str, data: bytes, *, revision: str = "main",
-               repo_type: str = "model") -> str:
+               lie: bool = False, repo_type: str = "model") -> str:
         """Replace ``path``'s bytes *inside* the commit ``revision`` points at, keeping its id.
 
         What a compromised Hub (or storage swap) does: clients pinned to that commit get other
-        bytes, and the file metadata (LFS sha256, sizes, ETags) describes the new bytes. Returns
-        the commit id.
+        bytes. By default the file metadata (LFS sha256, size, ETag) describes the new bytes;
+        with ``lie=True`` it keeps describing the original ones (keep ``data`` the same size,
+        or the client's size check notices). Returns the commit id.
         """
         with self.lock:
             commit = self._get_commit(self._get_repo(repo_type, repo_id), revision)
             if path not in commit.files:
                 raise KeyError(f"{path} is not in commit {commit.oid}")
             commit.tampered.setdefault(path, commit.files[path])
+            if lie:
+                commit.described.setdefault(path, commit.files[path])
+            else:
+                commit.described.pop(path, None)
             commit.files[path] = data
             return commit.oid
 
@@ -391,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             r = self.hub._get_repo(repo_type, repo)
             commit = self.hub._get_commit(r, rev)
-            files = dict(commit.files)
+            files = {p: commit.metadata_bytes(p) for p in commit.files}
         blobs = _flag(self.query, "blobs")
         siblings = []
         for path, data in sorted(files.items()):
@@ -498,7 +509,7 @@ class _Handler(BaseHTTPRequestHandler):
     def h_tree(self, repo_type: str, repo: str, rev: str, path: str = "") -> None:
         with self.hub.lock:
             commit = self.hub._get_commit(self.hub._get_repo(repo_type, repo), rev)
-            files = dict(commit.files)
+            files = {p: commit.metadata_bytes(p) for p in commit.files}
         base = path.strip("/")
         prefix = base + "/" if base else ""
         recursive = _flag(self.query, "recursive")
@@ -524,7 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
                 else parse_qs(self.body.decode(), keep_blank_values=True))
         paths = form.get("paths", [])
         with self.hub.lock:
-            files = dict(self.hub._get_commit(self.hub._get_repo(repo_type, repo), rev).files)
+            commit = self.hub._get_commit(self.hub._get_repo(repo_type, repo), rev)
+            files = {p: commit.metadata_bytes(p) for p in commit.files}
         out = []
         for raw in [paths] if isinstance(paths, str) else paths:
             path = raw.strip("/")
@@ -539,17 +551,18 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             commit = self.hub._get_commit(self.hub._get_repo(repo_type, repo), rev)
             data = commit.files.get(path)
+            meta = commit.metadata_bytes(path) if data is not None else b""
         if data is None:  # the client caches the absence under .no_exist/<X-Repo-Commit>/
             raise _HubError(404, f"Entry not found: {path}", "EntryNotFound",
                             {"X-Repo-Commit": commit.oid})
         headers: dict[str, Any] = {"X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes",
                                    "Content-Type": "application/octet-stream"}
-        if self.hub.is_lfs(path, data):  # ETag of an LFS file = sha256 (its blob name in cache)
-            sha256 = hashlib.sha256(data).hexdigest()
+        if self.hub.is_lfs(path, meta):  # ETag of an LFS file = sha256 (its blob name in cache)
+            sha256 = hashlib.sha256(meta).hexdigest()
             headers.update({"ETag": f'"{sha256}"', "X-Linked-Etag": f'"{sha256}"',
-                            "X-Linked-Size": len(data)})
+                            "X-Linked-Size": len(meta)})
         else:  # ETag of a regular git file = its git blob sha1
-            headers["ETag"] = f'"{git_blob_sha1(data)}"'
+            headers["ETag"] = f'"{git_blob_sha1(meta)}"'
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
         if match:  # Range is only sent by the client to resume an interrupted download
             start_s, end_s = match.groups()

@@ -197,3 +197,15 @@ def test_tamper_rewrites_bytes_under_the_same_commit(repo: Any, hub: LoopbackHub
                           cache_dir=tmp_path / "c", endpoint=hub.url)
     assert Path(got).read_bytes() == evil
     assert hub.downloads(repo.repo_id)[-1] == "model.safetensors"
+
+
+def test_a_lying_hub_keeps_describing_the_original_bytes(repo: Any, hub: LoopbackHub,
+                                                         hf_api: Any, tmp_path: Path) -> None:
+    weights = repo.files["model.safetensors"]
+    evil = bytes([weights[0] ^ 1]) + weights[1:]
+    hub.tamper(repo.repo_id, "model.safetensors", evil, lie=True)
+    (info,) = hf_api.get_paths_info(repo.repo_id, ["model.safetensors"], revision="main")
+    assert info.lfs.sha256 == sha256(weights)  # metadata: the original
+    got = hf_hub_download(repo.repo_id, "model.safetensors", revision="main",
+                          cache_dir=tmp_path / "c", endpoint=hub.url)
+    assert Path(got).read_bytes() == evil  # content: the swap (the client checks sizes only)
