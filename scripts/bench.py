@@ -27,7 +27,6 @@ import ctypes.util
 import datetime as _dt
 import fnmatch
 import json
-import math
 import os
 import platform
 import re
@@ -522,7 +521,7 @@ class Sample:
 @dataclass
 class Spec:
     name: str
-    group: str            # ceiling | model | single | incremental | startup | dataset | sign | verify
+    group: str            # model | single | incremental | startup | dataset | sign | verify
     tool: str             # openssl | model_signing | modelsign
     interface: str        # api | cli | dgst
     cache: str            # warm | cold | -
@@ -1245,8 +1244,9 @@ def table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     out.append("")
     out.append(f"{m['cpu_count']} CPUs ({m['cpu_model']}, sha_ni={m['sha_ni']}), "
-               f"{m['openssl']}, Python {m['python']}, {m['date']}, load {m['loadavg_start'][0]:.2f}"
-               f" -> {m.get('loadavg_end', [0])[0]:.2f}, workdir fs {m['workdir_fs']}")
+               f"{m['openssl']}, Python {m['python']}, {m['date']}, "
+               f"load {m['loadavg_start'][0]:.2f} -> {m.get('loadavg_end', [0])[0]:.2f}, "
+               f"workdir fs {m['workdir_fs']}")
     out.append(f"size={cfg['size']} repeat={cfg['repeat']} (medians); GB/s = 1e9 B/s; "
                "vs m_s = throughput / model_signing's for the same data (>1: modelsign faster); "
                "resident = share of the data in the page cache just before the run "
