@@ -1,9 +1,243 @@
-"""Placeholder: this command group is being written."""
+"""``modelsign verify``: check a model against its signature and say who signed it."""
 
 from __future__ import annotations
 
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import click
 import typer
+from typer.core import TyperCommand
+
+from modelsign.errors import InputError, ModelsignError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.verify import Identity, Trust, VerificationResult
+
+_HELP = """Verify a model (or dataset) against its signature (OMS v1.0, or v0.1 of older producers).
+
+Checks the signature and who made it, then re-hashes every file with the parameters recorded in the signature (never with defaults) and compares: a missing, extra or changed file fails, and each one is listed with its signed and its actual digest. The signature file and claims.jsonl are always left out of the comparison.
+
+Keyless (Sigstore) signatures need an identity rule: --identity (exact) or --identity-regex (searched; anchor it with ^...$), each with its own --issuer; repeat the pairs to accept any of several signers (the n-th identity option goes with the n-th --issuer). The identity is read from the certificate that chained to the trusted root, never from the signed payload. The trusted root is Sigstore's production root bundled with sigstore-python: fully offline, nothing fetched or cached, unless --refresh-trust asks for a TUF update. Signatures made with a key need --key, those made with a certificate --cert-chain.
+
+Examples:
+
+  modelsign verify ./my-model --identity release@acme.example --issuer https://accounts.google.com
+
+  modelsign verify ./my-model --identity-regex '^https://github\\.com/acme/.+@refs/tags/v' --issuer https://token.actions.githubusercontent.com
+
+  modelsign verify ./my-model --key release.pub
+
+  modelsign verify ./my-model --cert-chain ca.pem --format json > report.json
+
+  modelsign verify ./my-model --trust-config private-sigstore.json --identity ci@corp.example --issuer https://sso.corp.example
+
+Exit codes: 0 verified, 1 verification failed (files, signature, identity), 2 bad input (missing or malformed signature, bad options), 3 internal error.
+"""
+
+_KEYLESS = "Keyless (Sigstore) signatures"
+_OTHER = "Key and certificate signatures"
+_TRUST = "Trust root (keyless)"
+_ORDER_KEY = "modelsign.verify.option_order"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class _VerifyCommand(TyperCommand):
+    """Remembers the command-line order of the options, to pair --identity with --issuer."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            try:
+                _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+                ctx.meta[_ORDER_KEY] = [p.name for p in order]
+            except click.ClickException:
+                pass  # the real parse below reports it
+        return super().parse_args(ctx, args)
+
+
+def identity_rules(order: list[str], identity: list[str], identity_regex: list[str],
+                   issuer: list[str]) -> list[Identity]:
+    """Pair the n-th --identity/--identity-regex (in command-line order) with the n-th --issuer."""
+    from modelsign.verify import Identity
+
+    kinds = [n for n in order if n in ("identity", "identity_regex")]
+    if len(kinds) != len(identity) + len(identity_regex):  # order unknown: keep kinds grouped
+        kinds = ["identity"] * len(identity) + ["identity_regex"] * len(identity_regex)
+    if len(kinds) != len(issuer):
+        raise InputError(
+            "each --identity / --identity-regex needs its own --issuer",
+            expected="as many --issuer as identity options",
+            actual=f"{len(kinds)} identity option(s), {len(issuer)} --issuer",
+            hint="e.g. --identity me@example.com --issuer https://accounts.google.com")
+    exact, regex = iter(identity), iter(identity_regex)
+    rules = []
+    for kind, iss in zip(kinds, issuer):
+        if kind == "identity":
+            rules.append(Identity(identity=next(exact), issuer=iss))
+        else:
+            rules.append(Identity(identity_regex=next(regex), issuer=iss))
+    return rules
+
+
+def _trust(trusted_root: Path | None, trust_config: Path | None, staging: bool,
+           refresh: bool) -> Trust:
+    from modelsign.verify import Trust
+
+    given = [n for n, v in (("--trusted-root", trusted_root), ("--trust-config", trust_config),
+                            ("--staging", staging)) if v]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} are mutually exclusive", hint="pass one of them")
+    if trusted_root is not None:
+        if refresh:
+            raise InputError("--refresh-trust cannot be combined with --trusted-root")
+        return Trust.from_trusted_root(trusted_root)
+    if trust_config is not None:
+        if refresh:
+            raise InputError("--refresh-trust cannot be combined with --trust-config")
+        return Trust.from_trust_config(trust_config)
+    return Trust.staging(refresh=refresh) if staging else Trust.production(refresh=refresh)
+
+
+def verify(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file to verify.",
+                                         show_default=False)],
+    signature: Annotated[Optional[Path], typer.Option(
+        "--signature", "-s", help="The signature file \\[default: PATH/model.sig, or PATH.sig "
+        "beside a single file].", show_default=False)] = None,
+    identity: Annotated[Optional[list[str]], typer.Option(
+        "--identity", help="Signer identity that must match the certificate's SAN exactly "
+        "(e-mail or URI); repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
+        show_default=False)] = None,
+    identity_regex: Annotated[Optional[list[str]], typer.Option(
+        "--identity-regex", help="Regular expression searched in the certificate's SAN; anchor "
+        "it (^...$). Repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
+        show_default=False)] = None,
+    issuer: Annotated[Optional[list[str]], typer.Option(
+        "--issuer", help="OIDC issuer URL of the identity option it pairs with (exact match).",
+        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    unsafe_skip_identity_check: Annotated[bool, typer.Option(
+        "--unsafe-skip-identity-check", help="UNSAFE: accept a keyless signature by anyone the "
+        "trust root's CA ever certified. For debugging only.", rich_help_panel=_KEYLESS)] = False,
+    key: Annotated[Optional[Path], typer.Option(
+        "--key", help="EC public key (PEM) the signature must verify with.",
+        rich_help_panel=_OTHER, show_default=False)] = None,
+    cert_chain: Annotated[Optional[list[Path]], typer.Option(
+        "--cert-chain", help="Trusted CA certificate(s) (PEM) the signing certificate must "
+        "chain to; repeatable.", rich_help_panel=_OTHER, show_default=False)] = None,
+    trusted_root: Annotated[Optional[Path], typer.Option(
+        "--trusted-root", help="Sigstore trusted_root.json to verify against.",
+        rich_help_panel=_TRUST, show_default=False)] = None,
+    trust_config: Annotated[Optional[Path], typer.Option(
+        "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
+        rich_help_panel=_TRUST, show_default=False)] = None,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Sigstore's staging instance (bundled root).",
+        rich_help_panel=_TRUST)] = False,
+    refresh_trust: Annotated[bool, typer.Option(
+        "--refresh-trust", help="Update the production/staging trusted root over TUF first "
+        "(network; writes sigstore-python's cache).", rich_help_panel=_TRUST)] = False,
+    ignore_unsigned_files: Annotated[bool, typer.Option(
+        "--ignore-unsigned-files", help="Tolerate files the signature does not cover (listed "
+        "as warnings). Bytes added to a signed file still fail.")] = False,
+    use_cache: Annotated[bool, typer.Option(
+        "--use-cache", help="Reuse cached digests of files whose size and mtime did not change "
+        "(faster; trusts the local cache).")] = False,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text, or json: one report document on stdout (human text on "
+        "stderr).")] = OutputFormat.text,
+) -> None:
+    json_mode = output_format is OutputFormat.json
+    try:
+        rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [],
+                               identity_regex or [], issuer or [])
+        if (key is not None or cert_chain) and (trusted_root or trust_config or staging
+                                                or refresh_trust):
+            raise InputError("trust-root options apply to keyless signatures only; they cannot "
+                             "be combined with --key or --cert-chain")
+        trust = _trust(trusted_root, trust_config, staging, refresh_trust)
+        if unsafe_skip_identity_check:
+            _err("WARNING: --unsafe-skip-identity-check: the signer's identity is NOT checked; "
+                 "anyone could have signed this model. Do not use this to decide what to load.")
+        from modelsign.verify import verify_model
+
+        result = verify_model(path, signature=signature, identities=rules, key=key,
+                              cert_chain=cert_chain or [], trust=trust,
+                              ignore_unsigned_files=ignore_unsigned_files, use_cache=use_cache,
+                              unsafe_skip_identity=unsafe_skip_identity_check)
+    except ModelsignError as e:
+        from modelsign.verify import IntegrityFailure
+
+        partial = e.result if isinstance(e, IntegrityFailure) else None
+        if partial is not None:
+            _print_files(partial, only_failures=True)
+        if json_mode:
+            _emit_json(_error_document(e, path, partial))
+        raise
+    for w in result.warnings:
+        _err(f"warning: {w}")
+    if json_mode:
+        _err(_summary(result))
+        _emit_json(result.to_json())
+    else:
+        sys.stdout.write(_summary(result) + "\n")
+
+
+def _summary(r: VerificationResult) -> str:
+    s = r.signer
+    if s.kind == "keyless":
+        who = (f"keyless signer {s.identity} (issuer {s.issuer}); transparency log index "
+               f"{s.log_index}, {s.integrated_time:%Y-%m-%d %H:%M:%S} UTC"
+               if s.integrated_time else f"keyless signer {s.identity} (issuer {s.issuer})")
+    elif s.kind == "key":
+        who = f"key {s.identity}"
+    else:
+        who = f"certificate {s.identity} (chained to {s.issuer})"
+    ser = r.manifest.serialization
+    ok = sum(1 for f in r.files if f.status == "ok")
+    return (f"verified {r.path}: sha256:{r.root_digest}\n"
+            f"  signed by {who}\n"
+            f"  {ok} of {len(r.manifest.resources)} resources match ({ser.method}, "
+            f"{ser.hash_type})")
+
+
+def _print_files(r: VerificationResult, *, only_failures: bool) -> None:
+    for f in r.files:
+        if only_failures and f.ok:
+            continue
+        _err(f"  {f.status:8} {f.name}: signed {f.expected or '-'}, on disk {f.actual or '-'}")
+
+
+def _error_document(e: ModelsignError, path: Path, partial: VerificationResult | None
+                    ) -> dict[str, Any]:
+    from modelsign.verify._result import REPORT_SCHEMA_ID
+
+    doc: dict[str, Any] = partial.to_json() if partial is not None else {
+        "schema": REPORT_SCHEMA_ID, "verdict": "failed", "path": str(path), "signature": None,
+        "root_digest": None, "subject_name": None, "predicate_type": None,
+        "serialization": None, "signer": None, "summary": None, "files": [], "warnings": [],
+    }
+    doc["verdict"] = "failed" if e.exit_code == 1 else "error"
+    doc["error"] = {"type": type(e).__name__, "exit_code": e.exit_code, "message": str(e),
+                    "path": e.path, "expected": e.expected, "actual": e.actual, "hint": e.hint}
+    return doc
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("verify", help=_HELP, no_args_is_help=True, cls=_VerifyCommand)(verify)
