@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,26 +14,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelsign.hashing._spec import HashSpec
     from modelsign.signing import Signer
 
-_HELP = """Sign a model (or dataset) directory or file: write its OMS v1.0 signature.
-
-Hashes every file, signs the manifest and writes PATH/model.sig (PATH.sig beside a single file), atomically: an existing signature is only ever replaced by a complete new one.
-
-Keyless (the default) signs with Sigstore: the identity token comes from --identity-token, $SIGSTORE_ID_TOKEN, ambient CI credentials (GitHub Actions, GitLab, GCP, Buildkite, CircleCI), else a browser sign-in. --key signs with an EC P-256/384/521 private key instead; add --cert (and --chain) to include an X.509 certificate chain.
-
-Examples:
-
-  modelsign sign ./my-model
-
-  modelsign sign ./my-model --key release.pem --password-file pw.txt
-
-  modelsign sign ./my-model --key leaf-key.pem --cert leaf.pem --chain intermediate.pem
-
-  modelsign sign ./my-model --trust-config private-sigstore.json --identity-token "$TOKEN"
-
-  modelsign sign ./my-model --method shards --ignore-path logs -o my-model.sig
-
-Exit codes: 0 signed, 2 bad input (path, key, certificate, token, output), 3 internal error.
-"""
+_HELP = (
+    "Sign a model (or dataset) directory or file: write its OMS v1.0 signature.\n\n"
+    "Hashes every file, signs the manifest and writes PATH/model.sig (PATH.sig beside "
+    "a single file), atomically: an existing signature is only ever replaced by a "
+    "complete new one.\n\n"
+    "Keyless (the default) signs with Sigstore: the identity token comes from "
+    "--identity-token, $SIGSTORE_ID_TOKEN, ambient CI credentials (GitHub Actions, "
+    "GitLab, GCP, Buildkite, CircleCI), else a browser sign-in. --key signs with an "
+    "EC P-256/384/521 private key instead; add --cert (and --chain) to include an "
+    "X.509 certificate chain.\n\n"
+    "Examples:\n\n"
+    "  modelsign sign ./my-model\n\n"
+    "  modelsign sign ./my-model --key release.pem --password-file pw.txt\n\n"
+    "  modelsign sign ./my-model --key leaf-key.pem --cert leaf.pem --chain ca.pem\n\n"
+    '  modelsign sign ./my-model --trust-config sigstore.json --identity-token "$TOKEN"\n\n'
+    "  modelsign sign ./my-model --method shards --ignore-path logs -o my-model.sig\n\n"
+    "Exit codes: 0 signed, 2 bad input (path, key, certificate, token, output), 3 "
+    "internal error.\n"
+)
 
 _KEY = "Key signing"
 _KEYLESS = "Keyless signing (Sigstore)"
@@ -84,22 +83,22 @@ def _build_signer(*, key: Path | None, password_file: Path | None, cert: Path | 
 def sign(
     path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file to sign.",
                                          show_default=False)],
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write the signature \\[default: PATH/model.sig].",
         show_default=False)] = None,
-    key: Annotated[Optional[Path], typer.Option(
+    key: Annotated[Path | None, typer.Option(
         "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
         rich_help_panel=_KEY, show_default=False)] = None,
-    password_file: Annotated[Optional[Path], typer.Option(
+    password_file: Annotated[Path | None, typer.Option(
         "--password-file", help="File holding the --key password (one trailing newline is "
         "ignored).", rich_help_panel=_KEY, show_default=False)] = None,
-    cert: Annotated[Optional[Path], typer.Option(
+    cert: Annotated[Path | None, typer.Option(
         "--cert", help="Signing certificate for --key (PEM); the bundle carries the chain.",
         rich_help_panel=_KEY, show_default=False)] = None,
-    chain: Annotated[Optional[list[Path]], typer.Option(
+    chain: Annotated[list[Path] | None, typer.Option(
         "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
         rich_help_panel=_KEY, show_default=False)] = None,
-    identity_token: Annotated[Optional[str], typer.Option(
+    identity_token: Annotated[str | None, typer.Option(
         "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
     oauth_force_oob: Annotated[bool, typer.Option(
@@ -108,7 +107,7 @@ def sign(
     staging: Annotated[bool, typer.Option(
         "--staging", help="Use Sigstore's staging instance (for tests).",
         rich_help_panel=_KEYLESS)] = False,
-    trust_config: Annotated[Optional[Path], typer.Option(
+    trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
     method: Annotated[str, typer.Option(
@@ -119,7 +118,7 @@ def sign(
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Bytes per shard (shards method).",
         rich_help_panel=_HASHING)] = 1_000_000_000,
-    ignore_path: Annotated[Optional[list[str]], typer.Option(
+    ignore_path: Annotated[list[str] | None, typer.Option(
         "--ignore-path", help="Path (relative to PATH) to leave out; repeatable.",
         rich_help_panel=_HASHING, show_default=False)] = None,
     allow_symlinks: Annotated[bool, typer.Option(

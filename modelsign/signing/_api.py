@@ -18,6 +18,8 @@ from modelsign.statements._bundle import default_signature_path
 
 __all__ = ["SignResult", "sign_manifest", "sign_model"]
 
+_DEFAULT_SPEC = HashSpec()
+
 
 @dataclass(frozen=True, slots=True)
 class SignResult:
@@ -57,7 +59,7 @@ def _with_output_ignored(spec: HashSpec, model: Path, output: Path) -> HashSpec:
     return dataclasses.replace(spec, ignore_paths=(*spec.ignore_paths, rel))
 
 
-def sign_model(path: str | os.PathLike[str], *, signer: Signer, spec: HashSpec = HashSpec(),
+def sign_model(path: str | os.PathLike[str], *, signer: Signer, spec: HashSpec = _DEFAULT_SPEC,
                output: str | os.PathLike[str] | None = None, **hash_options: Any) -> SignResult:
     """Hash the model (directory or single file) at ``path``, sign it, and write the bundle.
 

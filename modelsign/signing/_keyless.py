@@ -24,10 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigstore.oidc import IdentityToken
 
 __all__ = [
+    "TOKEN_ENV",
     "KeylessSigner",
     "TokenSource",
     "load_trust_config",
-    "TOKEN_ENV",
 ]
 
 #: Environment variable holding an explicit identity token (as for the ``sigstore`` CLI).
@@ -148,8 +148,17 @@ class KeylessSigner:
     hashing; ambient and interactive tokens are fetched at signing time, so they are fresh.
     """
 
-    __slots__ = ("_trust_config", "_token", "_token_source", "_ambient", "_interactive",
-                 "_force_oob", "_oidc_issuer", "_client_id", "_client_secret")
+    __slots__ = (
+        "_ambient",
+        "_client_id",
+        "_client_secret",
+        "_force_oob",
+        "_interactive",
+        "_oidc_issuer",
+        "_token",
+        "_token_source",
+        "_trust_config",
+    )
 
     def __init__(self, *, trust_config: ClientTrustConfig | None = None,
                  identity_token: str | None = None, ambient: bool = True,

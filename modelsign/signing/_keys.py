@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from modelsign.errors import KeyMaterialError, PathError
@@ -33,10 +34,10 @@ from modelsign.statements._bundle import (
 )
 
 __all__ = [
-    "Curve",
     "SUPPORTED_CURVES",
-    "KeySigner",
     "CertificateSigner",
+    "Curve",
+    "KeySigner",
     "load_private_key",
     "read_password_file",
 ]
@@ -73,7 +74,7 @@ def _read_small(path: str | os.PathLike[str], what: str) -> bytes:
 
 
 def read_password_file(path: str | os.PathLike[str]) -> bytes:
-    """A key password from a file: its bytes, without one trailing newline (``\\n`` or ``\\r\\n``)."""
+    """A key password from a file: its bytes without one trailing newline (LF or CRLF)."""
     data = _read_small(path, "password file")
     if data.endswith(b"\r\n"):
         data = data[:-2]
@@ -99,7 +100,7 @@ def _check_curve(key: object, *, source: str | os.PathLike[str] | None) -> Curve
                                actual=name,
                                hint="create one with: openssl ecparam -name prime256v1 -genkey "
                                     "-noout -out key.pem")
-    return name  # type: ignore[return-value]
+    return name
 
 
 def load_private_key(data: bytes, *, password: bytes | str | None = None,
@@ -165,7 +166,7 @@ class KeySigner:
     """Sign with an EC private key (P-256/384/521). The bundle names the key by its hint only:
     verifiers must be given the public key."""
 
-    __slots__ = ("_key", "_hint")
+    __slots__ = ("_hint", "_key")
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         _check_curve(private_key, source=None)
@@ -220,7 +221,8 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _order_chain(leaf: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+def _order_chain(leaf: x509.Certificate,
+                 pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Order ``pool`` from the leaf's issuer upwards; refuse certificates off that path."""
     fingerprints = [c.fingerprint(hashes.SHA256()) for c in pool]
     if len(set(fingerprints)) != len(fingerprints):
@@ -262,8 +264,8 @@ def _can_sign(cert: x509.Certificate) -> bool:
         return False
 
 
-def _spki(key: ec.EllipticCurvePublicKey | object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+def _spki(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -276,7 +278,7 @@ class CertificateSigner:
     chain certificate that is not an issuer on the leaf's path.
     """
 
-    __slots__ = ("_key", "_leaf", "_chain", "_hint")
+    __slots__ = ("_chain", "_hint", "_key", "_leaf")
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate,
                  chain: Sequence[x509.Certificate] = (), *,

@@ -7,7 +7,8 @@ the one ``model_signing`` 1.1.1 writes (docs/decisions/0005-signing.md)::
     {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
      "verificationMaterial": {"publicKey": {"hint": "<hex sha256 of the public key PEM>"},
                               "tlogEntries": []},
-     "dsseEnvelope": {"payload": "<base64 statement>", "payloadType": "application/vnd.in-toto+json",
+     "dsseEnvelope": {"payload": "<base64 statement>",
+                      "payloadType": "application/vnd.in-toto+json",
                       "signatures": [{"sig": "<base64 DER ECDSA>", "keyid": ""}]}}
 
 ``verificationMaterial`` holds ``publicKey`` (key), ``x509CertificateChain`` (certificate, leaf
@@ -39,22 +40,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
-    "READABLE_BUNDLE_MEDIA_TYPES",
     "DSSE_PAYLOAD_TYPE",
     "MAX_BUNDLE_BYTES",
-    "MaterialKind",
-    "DsseSignature",
+    "READABLE_BUNDLE_MEDIA_TYPES",
     "DsseEnvelope",
-    "pae",
-    "public_key_hint",
-    "b64encode",
+    "DsseSignature",
+    "MaterialKind",
     "b64decode",
-    "read_bundle",
-    "load_bundle",
-    "material_kind",
-    "parse_envelope",
+    "b64encode",
     "bundle_bytes",
     "default_signature_path",
+    "load_bundle",
+    "material_kind",
+    "pae",
+    "parse_envelope",
+    "public_key_hint",
+    "read_bundle",
 ]
 
 #: The media type we write: Sigstore bundle v0.3, what ``model_signing`` 1.1.x writes and requires

@@ -5,8 +5,8 @@ For tests and demos only: keys are generated fresh, written unencrypted unless a
 given, and the CA is throwaway. Example::
 
     from modelsign.testing._pki import make_key, make_cert_chain
-    kp = make_key(tmp_path, curve="secp384r1")              # kp.private, kp.public
-    pki = make_cert_chain(tmp_path)                          # pki.leaf, pki.key, pki.chain, pki.root
+    kp = make_key(tmp_path, curve="secp384r1")    # kp.private, kp.public
+    pki = make_cert_chain(tmp_path)               # pki.leaf, pki.key, pki.chain, pki.root
     # modelsign sign MODEL --key {pki.key} --cert {pki.leaf} --chain {pki.chain}
     # model_signing verify certificate MODEL --certificate_chain {pki.root}
 """
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["KeyKind", "KeyPair", "CertChain", "make_key", "make_cert_chain"]
+__all__ = ["CertChain", "KeyKind", "KeyPair", "make_cert_chain", "make_key"]
 
 #: Supported OMS curves first; the rest exist to test that they are refused.
 KeyKind = Literal["secp256r1", "secp384r1", "secp521r1", "secp256k1", "rsa2048", "ed25519"]
@@ -174,10 +174,7 @@ def make_cert_chain(directory: str | os.PathLike[str], *, curve: KeyKind = "secp
     inter = _cert("modelsign test intermediate CA", int_key, root, root_key, ca=True,
                   path_length=0, not_before=ca_start, not_after=ca_end, code_signing=False,
                   key_usage=False)
-    if leaf_key is None:
-        kp = make_key(d, "leaf", curve=curve)
-    else:
-        kp = leaf_key
+    kp = make_key(d, "leaf", curve=curve) if leaf_key is None else leaf_key
     key = serialization.load_pem_private_key(kp.private.read_bytes(), kp.password)
     leaf = _cert(subject, key, inter, int_key, ca=False, path_length=None,  # type: ignore[arg-type]
                  not_before=start, not_after=start + valid_for, code_signing=code_signing,

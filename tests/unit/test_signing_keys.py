@@ -29,7 +29,7 @@ from modelsign.signing import (
     sign_manifest,
 )
 from modelsign.statements import oms_statement
-from modelsign.statements._bundle import BUNDLE_MEDIA_TYPE, load_bundle, parse_envelope, pae
+from modelsign.statements._bundle import BUNDLE_MEDIA_TYPE, load_bundle, pae, parse_envelope
 from modelsign.testing._pki import make_cert_chain, make_key
 
 HASH_FOR = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
