@@ -83,6 +83,7 @@ _MEDIA_TRUSTED_ROOT: Final = "application/vnd.dev.sigstore.trustedroot+json;vers
 _MEDIA_TRUST_CONFIG: Final = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 _MEDIA_SIGNING_CONFIG: Final = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
 _OPERATOR: Final = "modelsign loopback"
+_POLL_SECONDS: Final = 0.05  # how often the server loop checks for stop(): the cost of stopping
 
 Clock = Callable[[], dt.datetime]
 
@@ -532,10 +533,13 @@ class _Fulcio:
 
         now = self._clock().replace(microsecond=0)
         not_before = now + self._lifetime if fault == CertificateFault.NOT_YET_VALID else now
+        # sigstore-python refuses a certificate that expired by the wall clock, so with a clock
+        # in the past the validity stretches to a lifetime after the wall clock's now.
+        not_after = max(not_before, _utcnow().replace(microsecond=0)) + self._lifetime
         serial = x509.random_serial_number()
         if fault == CertificateFault.EXPIRED:
             with self._lock:
-                self._expired[serial] = not_before + self._lifetime
+                self._expired[serial] = not_after
         extensions = [_fulcio_extension(1, issuer), _fulcio_extension(8, issuer), *extensions]
 
         def build(sct_list: bytes) -> x509.Certificate:
@@ -543,7 +547,7 @@ class _Fulcio:
                 x509.CertificateBuilder().subject_name(x509.Name([]))
                 .issuer_name(ca.intermediate.subject).public_key(public_key)
                 .serial_number(serial)
-                .not_valid_before(not_before).not_valid_after(not_before + self._lifetime)
+                .not_valid_before(not_before).not_valid_after(not_after)
                 .add_extension(x509.KeyUsage(
                     digital_signature=True, content_commitment=False, key_encipherment=False,
                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
@@ -938,7 +942,8 @@ class LoopbackSigstore:
         port: TCP port on 127.0.0.1; 0 picks a free one.
         clock: current time for certificates, SCTs and log entries (tokens always use the wall
             clock, because clients check them against it). Inject a fixed past time to make
-            signatures that look old.
+            signatures that look old: certificates then start at that time and stay valid until
+            ``certificate_lifetime`` after the wall clock's now, since the client checks that.
         certificate_lifetime: validity of issued leaf certificates (Fulcio: 10 minutes).
         max_request_bytes: bodies larger than this are refused with 413 before being read.
         log: called with one line per request (e.g. ``print``); silent when ``None``.
@@ -998,7 +1003,7 @@ class LoopbackSigstore:
             server = _Server(self._port, app=self._route,
                              max_request_bytes=self._max_request_bytes, log=self._log)
             self._url = f"http://127.0.0.1:{server.server_address[1]}"
-            self._thread = threading.Thread(target=server.serve_forever,
+            self._thread = threading.Thread(target=server.serve_forever, args=(_POLL_SECONDS,),
                                             name=f"loopback-sigstore-{self._url}", daemon=True)
             self._server = server
             self._thread.start()
