@@ -82,7 +82,7 @@ def verify_model(
     from modelsign.manifest import hash_model
 
     actual = hash_model(root, spec)
-    files, failed = _compare(signed, actual, ignore_unsigned_files)
+    files, failed, empties = _compare(signed, actual, ignore_unsigned_files)
     warnings = list(verified.warnings)
     unsigned = [f.name for f in files if f.status == "unsigned"]
     if unsigned:
@@ -105,7 +105,7 @@ def verify_model(
     )
     if failed:
         bad = result.failures
-        lines = [_describe(f) for f in bad]
+        lines = [_describe(f, f.name in empties) for f in bad]
         raise IntegrityFailure(
             result,
             f"{len(bad)} difference(s) between the signature and the files: "
@@ -113,7 +113,9 @@ def verify_model(
             path=str(root),
             hint="the model was modified after signing; obtain it again from its publisher"
                  + ("" if ignore_unsigned_files or not any(f.status == "extra" for f in bad)
-                    else " (or pass --ignore-unsigned-files if the extra files are expected)"))
+                    else " (or pass --ignore-unsigned-files if the extra files are expected)")
+                 + ("" if not empties else "; shards-mode signatures cannot list empty files, "
+                    "so an empty file present at signing time also shows up here"))
     return result
 
 
@@ -137,7 +139,9 @@ def _empty_digest(algorithm: str) -> str:
 
 
 def _compare(signed: Manifest, actual: Manifest,
-             ignore_unsigned: bool) -> tuple[tuple[FileResult, ...], bool]:
+             ignore_unsigned: bool) -> tuple[tuple[FileResult, ...], bool, frozenset[str]]:
+    """Every signed resource, then every unsigned one, with its status; whether any failed; and
+    the empty files a shards-mode signature could not list."""
     diff = signed.diff(actual)
     act = actual.by_name()
     out: list[FileResult] = []
@@ -159,12 +163,14 @@ def _compare(signed: Manifest, actual: Manifest,
     for p in diff.extra_files:
         out.append(FileResult(p, "unsigned" if ignore_unsigned else "extra", None, empty))
     failed = any(not f.ok for f in out)
-    return tuple(out), failed
+    return tuple(out), failed, frozenset(diff.extra_files)
 
 
-def _describe(f: FileResult) -> str:
+def _describe(f: FileResult, empty_unlisted: bool = False) -> str:
     if f.status == "missing":
         return f"missing {f.name} (signed {f.expected})"
     if f.status == "changed":
         return f"changed {f.name} (signed {f.expected}, on disk {f.actual})"
+    if empty_unlisted:
+        return f"extra empty file {f.name} (not signed)"
     return f"extra {f.name} (on disk {f.actual}, not signed)"
