@@ -53,6 +53,7 @@ __all__ = [
     "MAX_CLAIMS_FILE_BYTES",
     "MAX_CLAIM_LINES",
     "Claim",
+    "ClaimInfo",
     "ClaimLine",
     "ClaimsFile",
     "Parent",
@@ -60,6 +61,7 @@ __all__ = [
     "append_claim",
     "attest",
     "claims_path",
+    "inspect_claims",
     "iter_statements",
     "parse_code_ref",
     "read_claims",
@@ -323,7 +325,7 @@ class ParentVerifier:
         from modelsign.verify import verify_model
 
         result = verify_model(path, **self.options)
-        return result.root_digest, result.name
+        return result.root_digest, result.subject_name
 
 
 def _subject_name(path: Path) -> str:
@@ -573,3 +575,71 @@ def iter_statements(lines: Iterable[ClaimLine]) -> Iterator[tuple[ClaimLine, Sta
                 yield line, None, str(e)
             continue
         yield line, st, None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInfo:
+    """What one line *says*, unverified: for ``modelsign claims``, never for a decision.
+
+    ``claimed_signer`` is read from the bundle's verification material as is (a key hint, or the
+    certificate's identity) and proves nothing until :func:`modelsign.verify.verify_claims`.
+    """
+
+    line: int
+    complete: bool
+    problem: str | None
+    statement: Statement | None
+    derivation: DerivationView | None
+    claimed_signer: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        st = self.statement
+        return {
+            "line": self.line,
+            "problem": self.problem,
+            "predicate_type": st.predicate_type if st else None,
+            "subject": ({"name": st.subjects[0].name, "digest": dict(st.subjects[0].digest)}
+                        if st and st.subjects else None),
+            "claimed_signer": self.claimed_signer,
+            "derivation": self.derivation.to_json() if self.derivation else None,
+            "statement": load_json(st.raw, what="statement") if st else None,
+        }
+
+
+def _claimed_signer(raw: bytes) -> str | None:
+    from modelsign.verify._envelope import parse_bundle
+
+    try:
+        view = parse_bundle(raw, what="claim", max_bytes=MAX_CLAIM_LINE_BYTES)
+    except SignatureFormatError:
+        return None
+    if view.material == "publicKey":
+        return f"key sha256:{view.key_hint}" if view.key_hint else "a key (no hint)"
+    try:
+        from cryptography import x509
+
+        from modelsign.verify._identity import certificate_identity, certificate_issuer
+
+        cert = x509.load_der_x509_certificate(view.certificates[0])
+        who = certificate_identity(cert) or cert.subject.rfc4514_string()
+        issuer = certificate_issuer(cert)
+    except (ValueError, IndexError):
+        return f"{view.material} (unreadable certificate)"
+    kind = "keyless" if view.material == "certificate" else "certificate"
+    return f"{kind} {who}" + (f" (issuer {issuer})" if issuer else "")
+
+
+def inspect_claims(path: str | os.PathLike[str]) -> tuple[ClaimsFile, tuple[ClaimInfo, ...]]:
+    """Read an artifact's claims (or a ``*.jsonl`` claims file given directly) and parse what
+    each line says, verifying nothing."""
+    p = Path(path)
+    read = read_claims(p if p.is_file() and p.name.endswith(".jsonl") else claims_path(p))
+    out = []
+    for line, st, problem in iter_statements(read.lines):
+        view = None
+        if st is not None:
+            with contextlib.suppress(SignatureFormatError):
+                view = parse_provenance(st)
+        signer = _claimed_signer(line.raw) if st is not None else None
+        out.append(ClaimInfo(line.number, line.complete, problem, st, view, signer))
+    return read, tuple(out)

@@ -1,9 +1,340 @@
-"""Placeholder: this command group is being written."""
+"""``modelsign attest`` (sign a derivation claim into claims.jsonl) and ``modelsign claims``."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import click
 import typer
+from typer.core import TyperCommand
+
+from modelsign.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.claims import ClaimInfo, ClaimsFile, ParentVerifier
+
+_ATTEST_HELP = """Sign a derivation claim about a model (or dataset) and append it to PATH/claims.jsonl.
+
+The claim is an in-toto statement with an SLSA Provenance v1 predicate (buildType https://modelsign.dev/buildtypes/derivation/v1) whose subject is PATH's root digest: how PATH was derived (--relation, --method, --param, --config), from which base models and datasets (by *their* root digests), with which code, and the frameworks of the running environment (python, torch, transformers, ... read from installed package metadata; CUDA and accelerators when torch can tell). It is signed like model.sig (same signer options) and appended as one line: earlier lines are never rewritten, and concurrent appends do not interleave.
+
+A REF (--base-model, --dataset) is one of:
+
+  a local directory: its signature (model.sig) is verified with the --parent-* options and its root digest taken from it; with no signature the directory is hashed and recorded as unsigned;
+
+  sha256:<hex> (with --uri, or inline as sha256:<hex>=<uri>);
+
+  hf://org/name@<40-hex commit> or hf://datasets/org/name@<commit>: recorded with the revision (digest.gitCommit), never fetched.
+
+Examples:
+
+  modelsign attest ./my-finetune --relation finetune --method lora --param lora_r=16 --base-model ./base --dataset ./chat-data --dataset-split train --key release.pem --parent-key release.pub
+
+  modelsign attest ./my-finetune --relation finetune --base-model hf://acme/base-7b@0123456789abcdef0123456789abcdef01234567 --dataset hf://datasets/acme/chat@89abcdef0123456789abcdef0123456789abcdef --code https://github.com/acme/train@fedcba9876543210fedcba9876543210fedcba98
+
+  modelsign attest ./merged --relation merge --base-model ./a --base-model ./b --parent-identity ml@acme.example --parent-issuer https://accounts.google.com
+
+  modelsign attest ./q4 --relation quantized --method gptq --base-model sha256:<64 hex> --uri https://models.acme.example/base --framework auto-gptq==0.7.1
+
+Exit codes: 0 claim written, 1 a parent's signature does not verify, 2 bad input, 3 internal error.
+"""
+
+_CLAIMS_HELP = """Print the claims of a model (or dataset) as they are written, verifying nothing.
+
+Each line of PATH/claims.jsonl is shown with its line number: predicate type, subject, the signer the bundle names (unverified), and for derivation claims the relation, base models, datasets, code and frameworks. Lines that cannot be read are shown with the reason. To *verify* claims (signatures, signers, and that each subject is this artifact), use modelsign verify.
+
+Examples:
+
+  modelsign claims ./my-finetune
+
+  modelsign claims ./my-finetune --format json | jq '.claims[].derivation.frameworks'
+
+Exit codes: 0 printed (even when some lines are unreadable), 2 bad input, 3 internal error.
+"""
+
+_DERIVATION = "Derivation"
+_PARENTS = "Parents and inputs"
+_ENV = "Environment and run"
+_SIGN_KEY = "Signing: key"
+_SIGN_KEYLESS = "Signing: keyless (Sigstore)"
+_PARENT_ID = "Verifying local parents"
+_ORDER_KEY = "modelsign.attest.option_order"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class _AttestCommand(TyperCommand):
+    """Remembers the command-line order of options, to pair --parent-identity with --parent-issuer."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            try:
+                _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+                ctx.meta[_ORDER_KEY] = [p.name for p in order]
+            except click.ClickException:
+                pass  # the real parse below reports it
+        return super().parse_args(ctx, args)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError("--param must be KEY=VALUE", expected="e.g. --param lora_r=16",
+                             actual=repr(item)[:80])
+        if key in out:
+            raise InputError(f"--param {key} is given twice", expected="each key once")
+        out[key] = value
+    return out
+
+
+def _time(flag: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InputError(f"{flag} is not an ISO 8601 time", expected="e.g. 2025-03-01T12:00:00Z",
+                         actual=repr(text)[:80]) from e
+    if value.tzinfo is None:
+        raise InputError(f"{flag} needs a time zone", expected="e.g. 2025-03-01T12:00:00Z",
+                         actual=text[:80])
+    return value
+
+
+def _parent_verifier(order: list[str], identity: list[str], identity_regex: list[str],
+                     issuer: list[str], key: Path | None, cert_chain: list[Path],
+                     trusted_root: Path | None, trust_config: Path | None) -> ParentVerifier | None:
+    from modelsign.claims import ParentVerifier
+    from modelsign.cli._verify import _trust, identity_rules
+
+    if not (identity or identity_regex or issuer or key or cert_chain):
+        if trusted_root or trust_config:
+            raise InputError("--parent-trusted-root/--parent-trust-config need --parent-identity "
+                             "(or --parent-identity-regex) and --parent-issuer")
+        return None
+    names = [n.removeprefix("parent_") for n in order if n.startswith("parent_")]
+    rules = identity_rules(names, identity, identity_regex, issuer)
+    if (key is not None or cert_chain) and (trusted_root or trust_config):
+        raise InputError("parent trust-root options apply to keyless parent signatures only")
+    options: dict[str, Any] = {"identities": rules, "key": key, "cert_chain": cert_chain}
+    if key is None and not cert_chain:
+        options["trust"] = _trust(trusted_root, trust_config, False, False)
+    return ParentVerifier(**options)
+
+
+def attest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file the claim "
+                                         "is about.", show_default=False)],
+    relation: Annotated[str, typer.Option(
+        "--relation", help="pretrain, finetune, adapter, merge, quantized, distillation, "
+        "continued_pretraining, pruning, format_conversion or other.",
+        rich_help_panel=_DERIVATION, show_default=False)],
+    method: Annotated[Optional[str], typer.Option(
+        "--method", help="The technique (free text): lora, sft, dpo, gptq, ...",
+        rich_help_panel=_DERIVATION, show_default=False)] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", help="KEY=VALUE hyper-parameter, recorded as a string; repeatable.",
+        rich_help_panel=_DERIVATION, show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Training config or recipe file, recorded by name and SHA-256.",
+        rich_help_panel=_DERIVATION, show_default=False)] = None,
+    base_model: Annotated[Optional[list[str]], typer.Option(
+        "--base-model", help="Parent model REF; repeatable (a merge has several).",
+        rich_help_panel=_PARENTS, show_default=False)] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option(
+        "--dataset", help="Dataset REF; repeatable.", rich_help_panel=_PARENTS,
+        show_default=False)] = None,
+    dataset_split: Annotated[Optional[str], typer.Option(
+        "--dataset-split", help="The split of the datasets used (train, ...).",
+        rich_help_panel=_PARENTS, show_default=False)] = None,
+    uri: Annotated[Optional[str], typer.Option(
+        "--uri", help="URI of the one sha256:<hex> REF (several: write sha256:<hex>=<uri>).",
+        rich_help_panel=_PARENTS, show_default=False)] = None,
+    code: Annotated[Optional[str], typer.Option(
+        "--code", help="Training code as URI@COMMIT (40-hex git commit).",
+        rich_help_panel=_PARENTS, show_default=False)] = None,
+    framework: Annotated[Optional[list[str]], typer.Option(
+        "--framework", help="NAME==VERSION: add or override a framework (cuda==12.4 sets the "
+        "runtime); repeatable.", rich_help_panel=_ENV, show_default=False)] = None,
+    no_hardware: Annotated[bool, typer.Option(
+        "--no-hardware", help="Do not import torch to read CUDA and accelerators (faster).",
+        rich_help_panel=_ENV)] = False,
+    builder_id: Annotated[Optional[str], typer.Option(
+        "--builder-id", help="URI of who ran the derivation \\[default: "
+        "https://modelsign.dev/builders/local/v1].", rich_help_panel=_ENV,
+        show_default=False)] = None,
+    started_on: Annotated[Optional[str], typer.Option(
+        "--started-on", help="When the run started (ISO 8601 with time zone).",
+        rich_help_panel=_ENV, show_default=False)] = None,
+    finished_on: Annotated[Optional[str], typer.Option(
+        "--finished-on", help="When the run finished (ISO 8601 with time zone).",
+        rich_help_panel=_ENV, show_default=False)] = None,
+    invocation_id: Annotated[Optional[str], typer.Option(
+        "--invocation-id", help="The run's id (CI job URL, experiment id, ...).",
+        rich_help_panel=_ENV, show_default=False)] = None,
+    key: Annotated[Optional[Path], typer.Option(
+        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
+        rich_help_panel=_SIGN_KEY, show_default=False)] = None,
+    password_file: Annotated[Optional[Path], typer.Option(
+        "--password-file", help="File holding the --key password.", rich_help_panel=_SIGN_KEY,
+        show_default=False)] = None,
+    cert: Annotated[Optional[Path], typer.Option(
+        "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_SIGN_KEY,
+        show_default=False)] = None,
+    chain: Annotated[Optional[list[Path]], typer.Option(
+        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
+        rich_help_panel=_SIGN_KEY, show_default=False)] = None,
+    identity_token: Annotated[Optional[str], typer.Option(
+        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
+        rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
+    oauth_force_oob: Annotated[bool, typer.Option(
+        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
+        rich_help_panel=_SIGN_KEYLESS)] = False,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Sign with Sigstore's staging instance (for tests).",
+        rich_help_panel=_SIGN_KEYLESS)] = False,
+    trust_config: Annotated[Optional[Path], typer.Option(
+        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
+        rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
+    parent_identity: Annotated[Optional[list[str]], typer.Option(
+        "--parent-identity", help="Who may have signed local parents (exact SAN); each with a "
+        "--parent-issuer.", rich_help_panel=_PARENT_ID, show_default=False)] = None,
+    parent_identity_regex: Annotated[Optional[list[str]], typer.Option(
+        "--parent-identity-regex", help="Regex searched in the parent signer's SAN (anchor "
+        "it); each with a --parent-issuer.", rich_help_panel=_PARENT_ID,
+        show_default=False)] = None,
+    parent_issuer: Annotated[Optional[list[str]], typer.Option(
+        "--parent-issuer", help="OIDC issuer of the parent identity option it pairs with.",
+        rich_help_panel=_PARENT_ID, show_default=False)] = None,
+    parent_key: Annotated[Optional[Path], typer.Option(
+        "--parent-key", help="Public key (PEM) local parents must be signed with.",
+        rich_help_panel=_PARENT_ID, show_default=False)] = None,
+    parent_cert_chain: Annotated[Optional[list[Path]], typer.Option(
+        "--parent-cert-chain", help="CA certificate(s) (PEM) parents' signing certificates "
+        "must chain to.", rich_help_panel=_PARENT_ID, show_default=False)] = None,
+    parent_trusted_root: Annotated[Optional[Path], typer.Option(
+        "--parent-trusted-root", help="Sigstore trusted_root.json for keyless parents "
+        "\\[default: the production root].", rich_help_panel=_PARENT_ID,
+        show_default=False)] = None,
+    parent_trust_config: Annotated[Optional[Path], typer.Option(
+        "--parent-trust-config", help="Sigstore ClientTrustConfig JSON for keyless parents.",
+        rich_help_panel=_PARENT_ID, show_default=False)] = None,
+) -> None:
+    from modelsign.claims import attest as do_attest
+    from modelsign.cli._sign import _build_signer
+    from modelsign.statements._models import RELATIONS
+    from modelsign.statements._provenance import DEFAULT_BUILDER_ID
+
+    if relation not in RELATIONS:
+        raise InputError("unknown --relation", expected=" | ".join(RELATIONS),
+                         actual=repr(relation)[:80])
+    verifier = _parent_verifier(ctx.meta.get(_ORDER_KEY, []), parent_identity or [],
+                                parent_identity_regex or [], parent_issuer or [], parent_key,
+                                parent_cert_chain or [], parent_trusted_root, parent_trust_config)
+    params = _params(param or [])
+    start, finish = _time("--started-on", started_on), _time("--finished-on", finished_on)
+    signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
+                           identity_token=identity_token, oauth_force_oob=oauth_force_oob,
+                           staging=staging, trust_config=trust_config)
+    claim = do_attest(
+        path, signer=signer, relation=relation,  # type: ignore[arg-type]
+        method=method, params=params, config=config, base_models=base_model or [],
+        datasets=dataset or [], dataset_split=dataset_split, uri=uri, code=code,
+        frameworks=framework or [], builder_id=builder_id or DEFAULT_BUILDER_ID,
+        started_on=start, finished_on=finish, invocation_id=invocation_id,
+        parent_verifier=verifier, import_torch=not no_hardware)
+    v = claim.view
+    out = [f"attested {v.subject_name}: sha256:{v.subject_digest}",
+           f"  relation {v.relation}" + (f", method {v.method}" if v.method else "")]
+    out += [f"  base model {_dep(d)}" for d in v.base_models]
+    out += [f"  dataset {_dep(d)}" for d in v.datasets]
+    out.append("  frameworks " + ", ".join(str(f) for f in v.frameworks))
+    out.append(f"  signed by {claim.bundle.describe()}")
+    out.append(f"  claim written to {claim.path} (line {claim.line})")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def _dep(d: Any) -> str:
+    signed = {True: "signed, verified", False: "unsigned", None: ""}[d.signed]
+    extra = ", ".join(x for x in (signed, f"split {d.split}" if d.split else "") if x)
+    return d.label() + (f" ({extra})" if extra else "")
+
+
+def claims(
+    path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file, or a "
+                                         "claims.jsonl file.", show_default=False)],
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text, or json: one document on stdout.")] = OutputFormat.text,
+) -> None:
+    from modelsign.claims import inspect_claims
+
+    if not path.exists():
+        raise InputError("path not found", actual=str(path),
+                         hint="pass the model (or dataset) directory")
+    read, infos = inspect_claims(path)
+    if output_format is OutputFormat.json:
+        doc = {"path": str(read.path), "exists": read.exists, "verified": False,
+               "problems": list(read.problems), "claims": [i.to_json() for i in infos]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    sys.stdout.write(_text(read, infos))
+
+
+def _text(read: ClaimsFile, infos: tuple[ClaimInfo, ...]) -> str:
+    if not read.exists:
+        return f"{read.path}: no claims file\n"
+    lines = [f"{read.path}: {len(infos)} claim(s), NOT verified (modelsign verify checks "
+             "signatures, signers and subjects)"]
+    for p in read.problems:
+        lines.append(f"  problem: {p}")
+    for info in infos:
+        st = info.statement
+        if st is None:
+            lines.append(f"line {info.line}: unreadable: {info.problem}")
+            continue
+        subj = st.subjects[0] if st.subjects else None
+        lines.append(f"line {info.line}: {st.predicate_type}")
+        if subj is not None:
+            lines.append(f"  subject      {subj.name} sha256:{subj.digest.get('sha256', '-')}")
+        lines.append(f"  signer       {info.claimed_signer or '-'} (as the bundle says)")
+        v = info.derivation
+        if v is None:
+            continue
+        lines.append(f"  relation     {v.relation}" + (f" ({v.method})" if v.method else ""))
+        for d in v.base_models:
+            lines.append(f"  base model   {_dep(d)}")
+        for d in v.datasets:
+            lines.append(f"  dataset      {_dep(d)}")
+        for d in v.code:
+            lines.append(f"  code         {d.label()}")
+        if v.params:
+            lines.append("  params       " + ", ".join(f"{k}={val}" for k, val in v.params.items()))
+        if v.frameworks:
+            lines.append("  frameworks   " + ", ".join(str(f) for f in v.frameworks))
+        hw = [f"{a.count}x {a.name}" for a in v.accelerators] + [str(r) for r in v.runtimes]
+        if hw:
+            lines.append("  hardware     " + ", ".join(hw))
+        run = [f"builder {v.builder_id}"]
+        if v.started_on:
+            run.append(f"started {v.started_on.isoformat()}")
+        if v.finished_on:
+            run.append(f"finished {v.finished_on.isoformat()}")
+        if v.invocation_id:
+            run.append(f"invocation {v.invocation_id}")
+        lines.append("  run          " + ", ".join(run))
+    return "\n".join(lines) + "\n"
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("attest", help=_ATTEST_HELP, no_args_is_help=True, cls=_AttestCommand)(attest)
+    app.command("claims", help=_CLAIMS_HELP, no_args_is_help=True)(claims)
