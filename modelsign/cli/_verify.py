@@ -12,7 +12,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from modelsign.errors import InputError, ModelsignError
+from modelsign.errors import InputError, InternalError, ModelsignError
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelsign.verify import Identity, Trust, VerificationResult
@@ -180,6 +180,11 @@ def verify(
             _print_files(partial, only_failures=True)
         if json_mode:
             _emit_json(_error_document(e, path, partial))
+        raise
+    except Exception as e:  # exit 3 is the app's; the report still says what happened
+        if json_mode:
+            _emit_json(_error_document(InternalError(f"internal error: {type(e).__name__}: {e}"),
+                                       path, None))
         raise
     for w in result.warnings:
         _err(f"warning: {w}")

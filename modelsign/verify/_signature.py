@@ -181,7 +181,7 @@ def _keyless(view: BundleView, identities: tuple[Identity, ...],
     except SigstoreVerificationError as e:
         if policy is not None and policy.failed:
             raise policy.error() from e
-        raise _classify(e, isinstance(e, CertValidationError), trust) from e
+        raise _classify(e, isinstance(e, CertValidationError), trust, bundle) from e
     except SigstoreError as e:  # e.g. an envelope sigstore refuses to load
         raise SignatureError("the Sigstore bundle does not verify",
                              actual=str(e)[:300], hint=_TAMPER_HINT) from e
@@ -207,10 +207,15 @@ def _keyless(view: BundleView, identities: tuple[Identity, ...],
 _TAMPER_HINT = "the bundle was altered or corrupted; obtain model.sig again from the publisher"
 
 
-def _classify(e: Exception, chain_failed: bool, trust: Trust) -> SignatureError:
-    """Turn sigstore's verification error into a specific message."""
+def _classify(e: Exception, chain_failed: bool, trust: Trust, bundle: Any) -> SignatureError:
+    """Turn sigstore's verification error into a specific message (the verdict is already
+    "rejected"; this only picks the words)."""
     msg = str(e)
     low = msg.lower()
+    if chain_failed and _log_time_outside_certificate(bundle):
+        return SignatureError(
+            "the transparency log time lies outside the signing certificate's validity "
+            "(tampered bundle)", actual=msg[:300], hint=_TAMPER_HINT)
     if chain_failed or "sct" in low or "certificate chain" in low:
         return SignatureError(
             "the signing certificate does not chain to the trusted root "
@@ -232,6 +237,17 @@ def _classify(e: Exception, chain_failed: bool, trust: Trust) -> SignatureError:
             actual=msg[:300], hint=_TAMPER_HINT)
     return SignatureError("the Sigstore bundle does not verify", actual=msg[:300],
                           hint=_TAMPER_HINT)
+
+
+def _log_time_outside_certificate(bundle: Any) -> bool:
+    """Whether the bundle's (unverified) log time is outside its leaf's validity window: then a
+    failed chain check means an altered or inconsistent time, not a foreign root."""
+    try:
+        cert = bundle.signing_certificate
+        t = datetime.fromtimestamp(int(bundle.log_entry._inner.integrated_time), tz=timezone.utc)
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return False
+    return not cert.not_valid_before_utc <= t <= cert.not_valid_after_utc
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
