@@ -1,0 +1,121 @@
+"""record() and the transformers TrainerCallback write the claim at the end, and only then."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from modelsign import hash_model
+from modelsign.claims import ParentVerifier, read_claims
+from modelsign.errors import InputError
+from modelsign.provenance import record
+from modelsign.signing import KeySigner, sign_model
+from modelsign.testing._pki import KeyPair, make_key
+from modelsign.verify._claims import verify_claims
+
+
+def _ticks(start: datetime, step: timedelta) -> Iterator[datetime]:
+    t = start
+    while True:
+        yield t
+        t += step
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyPair:
+    return make_key(tmp_path / "keys", "release")
+
+
+def _base(tmp_path: Path, keys: KeyPair) -> Path:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"base": true}')
+    sign_model(base, signer=KeySigner.from_pem_file(keys.private))
+    return base
+
+
+def test_record_writes_a_claim_with_the_run_times(tmp_path: Path, keys: KeyPair) -> None:
+    base = _base(tmp_path, keys)
+    out = tmp_path / "out"
+    ticks = _ticks(datetime(2025, 5, 1, 8, tzinfo=timezone.utc), timedelta(hours=2))
+    with record(out, signer=KeySigner.from_pem_file(keys.private), relation="finetune",
+                method="sft", base_models=[base], params={"epochs": 1},
+                parent_verifier=ParentVerifier(key=keys.public), import_torch=False,
+                clock=lambda: next(ticks)) as rec:
+        rec.params["final_step"] = 100
+        out.mkdir()
+        (out / "config.json").write_text('{"tuned": true}')
+    assert rec.claim is not None and rec.claim.line == 1
+    report = verify_claims(out, hash_model(out).root_hex, key=keys.public)
+    assert report.ok, report.describe_failures()
+    v = report.claims[0].derivation
+    assert v is not None and v.params == {"epochs": "1", "final_step": "100"}
+    assert v.started_on == datetime(2025, 5, 1, 8, tzinfo=timezone.utc)
+    assert v.finished_on == datetime(2025, 5, 1, 10, tzinfo=timezone.utc)
+    assert v.base_models[0].signed is True
+
+
+def test_record_writes_nothing_when_the_block_fails(tmp_path: Path, keys: KeyPair) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="OOM"):
+        with record(out, signer=KeySigner.from_pem_file(keys.private), relation="finetune",
+                    import_torch=False):
+            raise RuntimeError("CUDA OOM")
+    assert not read_claims(out).exists
+
+
+def test_record_checks_parents_before_the_block_runs(tmp_path: Path, keys: KeyPair) -> None:
+    base = _base(tmp_path, keys)
+    ran = []
+    with pytest.raises(InputError, match="nobody said who may sign it"):
+        with record(tmp_path / "out", signer=KeySigner.from_pem_file(keys.private),
+                    relation="finetune", base_models=[base], import_torch=False):
+            ran.append(True)
+    assert ran == []
+
+
+# ------------------------------------------------------------------- transformers callback
+def test_trainer_callback_signs_the_saved_final_model(tmp_path: Path, keys: KeyPair) -> None:
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    from modelsign.integrations.transformers_callback import ProvenanceCallback
+
+    base = _base(tmp_path, keys)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"x": 1}\n')
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=16, max_position_embeddings=16, num_labels=2)
+    model = BertForSequenceClassification(cfg)
+    train = [{"input_ids": torch.tensor([1, 2, 3, 4]), "labels": torch.tensor(i % 2)}
+             for i in range(8)]
+    out = tmp_path / "out"
+    args = TrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=4,
+                             learning_rate=1e-3, seed=7, report_to=[], save_strategy="no",
+                             use_cpu=True, disable_tqdm=True, logging_strategy="no")
+    cb = ProvenanceCallback(signer=KeySigner.from_pem_file(keys.private), method="sft",
+                            base_models=[base], datasets=[data], dataset_split="train",
+                            parent_verifier=ParentVerifier(key=keys.public))
+    Trainer(model=model, args=args, train_dataset=train, callbacks=[cb]).train()
+
+    assert cb.claim is not None and (out / "config.json").is_file()
+    report = verify_claims(out, hash_model(out).root_hex, key=keys.public)
+    assert report.ok, report.describe_failures()
+    v = report.claims[0].derivation
+    assert v is not None
+    assert v.params["learning_rate"] == "0.001" and v.params["seed"] == "7"
+    assert v.params["global_step"] == "2" and v.params["max_steps"] == "2"
+    assert v.datasets[0].signed is False and v.datasets[0].split == "train"
+    assert v.base_models[0].signed is True
+    assert {f.name for f in v.frameworks} >= {"python", "torch", "transformers"}
+    assert len(json.loads((out / "config.json").read_text())["id2label"]) == 2
