@@ -64,6 +64,7 @@ _T = r"(?P<t>models|datasets|spaces)"
 _ROUTE_TABLE = [  # (method, regex on the raw, still-quoted path, handler name)
     ("POST", r"/api/repos/create", "create_repo"),
     ("GET", r"/api/agent-harnesses", "agent_harnesses"),  # the client's user-agent builder
+    ("POST", r"/api/validate-yaml", "validate_yaml"),  # before a commit that adds README.md
     ("GET", rf"/api/{_T}/{_REPO}(?:/revision/(?P<rev>[^/]+))?", "repo_info"),
     ("POST", rf"/api/{_T}/{_REPO}/preupload/(?P<rev>[^/]+)", "preupload"),
     ("POST", rf"/api/{_T}/{_REPO}/commit/(?P<rev>[^/]+)", "commit"),
@@ -397,6 +398,14 @@ class _Handler(BaseHTTPRequestHandler):
     def h_agent_harnesses(self, repo_type: str) -> None:
         # Best-effort fetch made when telemetry is on: an empty registry means "no agent".
         self._send_json({"standardEnvVars": [], "harnesses": {}})
+
+    def h_validate_yaml(self, repo_type: str) -> None:
+        payload = self._json_body()
+        content = payload.get("content")
+        if not isinstance(content, str):
+            raise _HubError(400, "validate-yaml needs a string `content`")
+        # The real Hub checks the card's YAML header; the loopback hub accepts any card.
+        self._send_json({"errors": [], "warnings": []})
 
     def h_repo_info(self, repo_type: str, repo: str, rev: str = "main") -> None:
         with self.hub.lock:

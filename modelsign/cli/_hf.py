@@ -1,0 +1,288 @@
+"""``modelsign hf``: publish signed models to the Hugging Face Hub, and verify them from it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from modelsign.cli._sign import _build_signer, _hash_spec
+from modelsign.cli._verify import (
+    _ORDER_KEY,
+    OutputFormat,
+    _emit_json,
+    _error_document,
+    _print_files,
+    _trust,
+    _VerifyCommand,
+    identity_rules,
+)
+from modelsign.errors import InputError, ModelsignError
+
+_PUBLISH_HELP = """Sign a model directory and upload it to the Hugging Face Hub in ONE commit.
+
+Signs PATH (writing PATH/model.sig, as modelsign sign does), optionally adds a derivation claim (--attest, appended to PATH/claims.jsonl), then uploads every file of PATH with model.sig and claims.jsonl in a single create_commit whose parent is the head that was read: if anyone pushes in between, the Hub answers 412 and nothing is uploaded. The files are opened and checked against the signed manifest before upload (size and mtime; the sha256 for files-mode sha256 signatures): a directory that changes between hashing and upload is refused. .git/ and .cache/huggingface/ are never uploaded. Files already in the repo that PATH does not have would make the repo fail verification: they are refused unless --delete-extra.
+
+The Hub is HF_ENDPOINT (default https://huggingface.co), the token HF_TOKEN or the one saved by `hf auth login`.
+
+Examples:
+
+  modelsign hf publish ./my-model --repo acme/my-model --key release.pem
+
+  modelsign hf publish ./my-model --repo acme/my-model --create-pr
+
+  modelsign hf publish ./ft --repo acme/ft --key release.pem --attest finetune --base-model ../base --dataset sha256:<hex>=hf://datasets/acme/data@<commit>
+
+Exit codes: 0 published, 2 bad input (path, key, repo, a Hub conflict, a directory that changed), 3 internal error.
+"""
+
+_VERIFY_HELP = """Verify a model on the Hugging Face Hub, before and after downloading it.
+
+Resolves REPO[@REVISION] to a commit and pins everything to it; downloads model.sig (and claims.jsonl) first and verifies the signature and the signer; compares the signed sha256 digests and file list with the Hub's per-file metadata BEFORE downloading any weights (pre-flight); then downloads the snapshot (into the Hub cache, or --local-dir) and verifies the local bytes. With --include only the matching files are downloaded and verified; the signed files left out are listed as absent.
+
+Identity options are those of modelsign verify: --identity/--identity-regex with --issuer for keyless signatures, --key, or --cert-chain.
+
+Examples:
+
+  modelsign hf verify acme/my-model --key release.pub
+
+  modelsign hf verify acme/my-model@v1.0 --identity-regex '^https://github\\.com/acme/' --issuer https://token.actions.githubusercontent.com
+
+  modelsign hf verify acme/my-model --key release.pub --include '*.json' --include 'tokenizer*'
+
+  modelsign hf verify acme/my-model@refs/pr/3 --key release.pub --format json > report.json
+
+Exit codes: 0 verified, 1 verification failed (pre-flight, files, signature, identity), 2 bad input (unknown repo or revision, unsigned files format, bad options), 3 internal error.
+"""
+
+_KEY = "Key signing"
+_KEYLESS = "Keyless signing (Sigstore)"
+_HASHING = "Hashing"
+_ATTEST = "Provenance (--attest)"
+_HUB = "Hub"
+_VKEYLESS = "Keyless (Sigstore) signatures"
+_VOTHER = "Key and certificate signatures"
+_TRUST = "Trust root (keyless)"
+
+hf_app = typer.Typer(name="hf", help="Publish signed models to the Hugging Face Hub and verify "
+                     "them from it.", no_args_is_help=True)
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+@hf_app.command("publish", help=_PUBLISH_HELP, no_args_is_help=True)
+def publish(
+    path: Annotated[Path, typer.Argument(help="Model directory to sign and upload.",
+                                         show_default=False)],
+    repo: Annotated[str, typer.Option("--repo", help="Hub repo id, org/name.",
+                                      show_default=False)],
+    revision: Annotated[str, typer.Option(
+        "--revision", help="Branch to commit to.", rich_help_panel=_HUB)] = "main",
+    create_pr: Annotated[bool, typer.Option(
+        "--create-pr", help="Open a pull request (refs/pr/N) instead of committing to the "
+        "branch.", rich_help_panel=_HUB)] = False,
+    delete_extra: Annotated[bool, typer.Option(
+        "--delete-extra", help="Delete, in the same commit, repo files PATH does not have.",
+        rich_help_panel=_HUB)] = False,
+    private: Annotated[Optional[bool], typer.Option(
+        "--private/--public", help="Visibility when the repo is created.",
+        rich_help_panel=_HUB, show_default=False)] = None,
+    repo_type: Annotated[str, typer.Option(
+        "--repo-type", help="model or dataset.", rich_help_panel=_HUB)] = "model",
+    commit_message: Annotated[Optional[str], typer.Option(
+        "--commit-message", "-m", help="Commit title.", rich_help_panel=_HUB,
+        show_default=False)] = None,
+    key: Annotated[Optional[Path], typer.Option(
+        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
+        rich_help_panel=_KEY, show_default=False)] = None,
+    password_file: Annotated[Optional[Path], typer.Option(
+        "--password-file", help="File holding the --key password.", rich_help_panel=_KEY,
+        show_default=False)] = None,
+    cert: Annotated[Optional[Path], typer.Option(
+        "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_KEY,
+        show_default=False)] = None,
+    chain: Annotated[Optional[list[Path]], typer.Option(
+        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
+        rich_help_panel=_KEY, show_default=False)] = None,
+    identity_token: Annotated[Optional[str], typer.Option(
+        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
+        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    oauth_force_oob: Annotated[bool, typer.Option(
+        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
+        rich_help_panel=_KEYLESS)] = False,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Use Sigstore's staging instance (for tests).",
+        rich_help_panel=_KEYLESS)] = False,
+    trust_config: Annotated[Optional[Path], typer.Option(
+        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
+        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="files: one digest per file (enables the Hub pre-flight); shards.",
+        rich_help_panel=_HASHING)] = "files",
+    algorithm: Annotated[str, typer.Option(
+        "--algorithm", help="sha256 (enables the Hub pre-flight), blake2b or blake3.",
+        rich_help_panel=_HASHING)] = "sha256",
+    shard_size: Annotated[int, typer.Option(
+        "--shard-size", help="Bytes per shard (shards method).",
+        rich_help_panel=_HASHING)] = 1_000_000_000,
+    ignore_path: Annotated[Optional[list[str]], typer.Option(
+        "--ignore-path", help="Path (relative to PATH) to leave out of the signature; "
+        "repeatable.", rich_help_panel=_HASHING, show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Re-hash every file; ignore the incremental cache.",
+        rich_help_panel=_HASHING)] = False,
+    attest: Annotated[Optional[str], typer.Option(
+        "--attest", help="Also sign a derivation claim with this relation (finetune, adapter, "
+        "quantized, ...), appended to PATH/claims.jsonl and uploaded.",
+        rich_help_panel=_ATTEST, show_default=False)] = None,
+    base_model: Annotated[Optional[list[str]], typer.Option(
+        "--base-model", help="Base model REF for --attest (a local signed directory, "
+        "sha256:<hex>[=uri], or hf://org/name@<commit>); repeatable.",
+        rich_help_panel=_ATTEST, show_default=False)] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option(
+        "--dataset", help="Dataset REF for --attest; repeatable.", rich_help_panel=_ATTEST,
+        show_default=False)] = None,
+) -> None:
+    from modelsign.integrations.huggingface import publish as do_publish
+
+    if (base_model or dataset) and not attest:
+        raise InputError("--base-model and --dataset need --attest RELATION")
+    if repo_type not in ("model", "dataset"):
+        raise InputError("--repo-type must be model or dataset", actual=repo_type)
+    spec = _hash_spec(method, algorithm, shard_size, ignore_path or [], False, no_cache)
+    signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
+                           identity_token=identity_token, oauth_force_oob=oauth_force_oob,
+                           staging=staging, trust_config=trust_config)
+    claims = None
+    if attest:
+        claims = _attester(path, signer, attest, base_model or [], dataset or [])
+    result = do_publish(path, repo, signer=signer, spec=spec, revision=revision,
+                        repo_type=repo_type, create_pr=create_pr,  # type: ignore[arg-type]
+                        private=private, commit_message=commit_message, claims=claims,
+                        delete_extra=delete_extra, on_event=_err)
+    where = result.pr_revision or result.revision
+    sys.stdout.write(
+        f"published {result.repo_id}@{where}: commit {result.commit}\n"
+        f"  signed sha256:{result.sign.root_digest} by {result.sign.bundle.describe()}\n"
+        f"  {len(result.uploaded)} file(s) in one commit on top of {result.parent}\n"
+        + (f"  pull request: {result.pr_url}\n" if result.pr_url else "")
+        + f"  verify with: modelsign hf verify {result.repo_id}@{result.commit} ...\n")
+
+
+def _attester(path: Path, signer: Any, relation: str, bases: list[str],
+              datasets: list[str]) -> Any:
+    """The ``claims=`` hook of publish: attest after signing, check the claim is about the same
+    root digest, and hand back the claims file to upload."""
+    def hook(sign_result: Any) -> bytes:
+        from modelsign.claims import attest as do_attest
+
+        claim = do_attest(path, signer=signer, relation=relation,  # type: ignore[arg-type]
+                          base_models=bases, datasets=datasets)
+        subject = claim.statement.subject.digest.get("sha256")
+        if subject != sign_result.root_digest:
+            raise ModelsignError("the claim and the signature are about different contents",
+                                 path=path, expected=sign_result.root_digest, actual=subject,
+                                 hint="the directory changed while signing; publish again")
+        return Path(claim.path).read_bytes()
+    return hook
+
+
+@hf_app.command("verify", help=_VERIFY_HELP, no_args_is_help=True, cls=_VerifyCommand)
+def verify(
+    ctx: typer.Context,
+    repo: Annotated[str, typer.Argument(help="org/name or org/name@revision (branch, tag, "
+                                        "refs/pr/N or commit).", show_default=False)],
+    identity: Annotated[Optional[list[str]], typer.Option(
+        "--identity", help="Signer identity (exact SAN); repeatable, each with an --issuer.",
+        rich_help_panel=_VKEYLESS, show_default=False)] = None,
+    identity_regex: Annotated[Optional[list[str]], typer.Option(
+        "--identity-regex", help="Regular expression searched in the SAN; anchor it (^...$).",
+        rich_help_panel=_VKEYLESS, show_default=False)] = None,
+    issuer: Annotated[Optional[list[str]], typer.Option(
+        "--issuer", help="OIDC issuer URL of the identity option it pairs with.",
+        rich_help_panel=_VKEYLESS, show_default=False)] = None,
+    key: Annotated[Optional[Path], typer.Option(
+        "--key", help="EC public key (PEM) the signature must verify with.",
+        rich_help_panel=_VOTHER, show_default=False)] = None,
+    cert_chain: Annotated[Optional[list[Path]], typer.Option(
+        "--cert-chain", help="Trusted CA certificate(s) (PEM); repeatable.",
+        rich_help_panel=_VOTHER, show_default=False)] = None,
+    trusted_root: Annotated[Optional[Path], typer.Option(
+        "--trusted-root", help="Sigstore trusted_root.json to verify against.",
+        rich_help_panel=_TRUST, show_default=False)] = None,
+    trust_config: Annotated[Optional[Path], typer.Option(
+        "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
+        rich_help_panel=_TRUST, show_default=False)] = None,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Sigstore's staging instance.", rich_help_panel=_TRUST)] = False,
+    include: Annotated[Optional[list[str]], typer.Option(
+        "--include", help="Download and verify only files matching this glob (repeatable); "
+        "the signed files left out are listed as absent.", show_default=False)] = None,
+    revision: Annotated[Optional[str], typer.Option(
+        "--revision", help="Revision, instead of @REV in REPO.", show_default=False)] = None,
+    repo_type: Annotated[str, typer.Option("--repo-type", help="model or dataset.")] = "model",
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Hub cache to download into \\[default: HF_HUB_CACHE].",
+        show_default=False)] = None,
+    local_dir: Annotated[Optional[Path], typer.Option(
+        "--local-dir", help="Download into this directory instead of the cache.",
+        show_default=False)] = None,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text, or json: one report document on stdout.")] = OutputFormat.text,
+) -> None:
+    from modelsign.integrations.huggingface import parse_repo_ref, verify_hub
+
+    json_mode = output_format is OutputFormat.json
+    try:
+        ref = parse_repo_ref(repo)
+        if ref.revision and revision:
+            raise InputError("give the revision once: REPO@REV or --revision")
+        if repo_type not in ("model", "dataset"):
+            raise InputError("--repo-type must be model or dataset", actual=repo_type)
+        rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [],
+                               identity_regex or [], issuer or [])
+        if (key is not None or cert_chain) and (trusted_root or trust_config or staging):
+            raise InputError("trust-root options apply to keyless signatures only")
+        trust = _trust(trusted_root, trust_config, staging, False)
+        result = verify_hub(ref.repo_id, revision=ref.revision or revision,
+                            repo_type=repo_type,  # type: ignore[arg-type]
+                            include=include or None, identities=rules, key=key,
+                            cert_chain=cert_chain or [], trust=trust, cache_dir=cache_dir,
+                            local_dir=local_dir, on_event=_err)
+    except ModelsignError as e:
+        from modelsign.verify import IntegrityFailure
+
+        partial = e.result if isinstance(e, IntegrityFailure) else None
+        if partial is not None:
+            _print_files(partial, only_failures=True)
+        if json_mode:
+            _emit_json(_error_document(e, Path(repo), partial))
+        raise
+    for w in result.result.warnings:
+        _err(f"warning: {w}")
+    r = result.result
+    lines = [f"verified {result.repo_id}@{result.commit}: sha256:{r.root_digest}",
+             f"  signed by {r.signer.kind} {r.signer.identity}"
+             + (f" (issuer {r.signer.issuer})" if r.signer.issuer else ""),
+             f"  pre-flight: {len(result.preflight.checked)} file(s) matched the Hub's sha256 "
+             "before download",
+             f"  local: {sum(1 for f in r.files if f.status == 'ok')} file(s) verified in "
+             f"{result.path} ({result.local.layout})"]
+    if result.absent:
+        lines.append(f"  SUBSET: {len(result.absent)} signed file(s) not downloaded: "
+                     + ", ".join(result.absent[:10]) + (" ..." if len(result.absent) > 10
+                                                       else ""))
+    text = "\n".join(lines)
+    if json_mode:
+        _err(text)
+        _emit_json(result.to_json())
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hf_app, name="hf")

@@ -1,0 +1,826 @@
+"""The Hugging Face Hub: publish signed models in one commit, verify them before and after download.
+
+Publishing (:func:`publish`) signs a directory, then uploads every file with ``model.sig`` and
+``claims.jsonl`` in *one* ``create_commit`` whose ``parent_commit`` is the head that was read, so
+no other push lands in between; files are uploaded from descriptors opened and checked against the
+signed manifest (size, mtime, and, for sha256 ``files`` signatures, the digest the client computes
+while preparing the upload), so a directory that changes between hashing and upload is refused.
+
+Verifying (:func:`verify_hub`) works in this order, and stops at the first failure:
+
+1. resolve the revision to a commit (one ``repo_info`` call with file metadata); everything else is
+   pinned to that commit;
+2. download ``model.sig`` (and ``claims.jsonl``, when present), bounded by the metadata's sizes,
+   and verify the signature and the signer;
+3. **pre-flight**: compare the signed sha256 digests with the Hub's per-file LFS/Xet sha256
+   metadata, and the signed file set with the Hub's, *before any weight is downloaded*;
+4. download pinned to the commit (``snapshot_download``; ``include`` patterns for a subset), then
+   verify the local bytes (the Hub's metadata is only a claim of the Hub's).
+
+Local layouts (:func:`verify_local`): the Hub cache (``snapshots/<commit>/`` symlinks, followed
+only into that repo's own ``blobs/``), ``local_dir`` downloads (``.cache/huggingface/`` is left
+out) and plain directories. The first two are verified through a private view of hard links (a
+copy where the file system refuses links), so the hashing engine sees regular files only.
+
+Everything here uses the public API of ``modelsign.signing`` and ``modelsign.verify``; the Hub is
+reached through ``huggingface_hub`` (imported lazily) with ``endpoint=`` passed explicitly, from
+the argument or ``HF_ENDPOINT`` read at call time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from modelsign.errors import (
+    FileChangedError,
+    InputError,
+    IntegrityError,
+    ModelsignError,
+    PathError,
+    SignatureError,
+    SignatureFormatError,
+    SymlinkError,
+)
+from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE, HashSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import HfApi
+
+    from modelsign.manifest import Manifest
+    from modelsign.signing import SignResult, Signer
+    from modelsign.verify import Identity, VerificationResult
+    from modelsign.verify._trust import Trust
+
+__all__ = [
+    "HubFile",
+    "HubSnapshot",
+    "PreflightReport",
+    "LocalVerification",
+    "HubVerification",
+    "PublishResult",
+    "RepoRef",
+    "parse_repo_ref",
+    "hub_snapshot",
+    "preflight",
+    "verify_local",
+    "verify_hub",
+    "verified_snapshot",
+    "publish",
+    "MAX_CLAIMS_BYTES",
+]
+
+PathLike = str | os.PathLike[str]
+RepoType = Literal["model", "dataset", "space"]
+#: Cap on ``claims.jsonl`` fetched from a Hub (checked on the metadata before downloading).
+MAX_CLAIMS_BYTES = 64 * 1024 * 1024
+#: Directories of a local directory that are never part of a model.
+_LOCAL_DIR_METADATA = ".cache/huggingface"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+# --------------------------------------------------------------------------- values
+@dataclass(frozen=True, slots=True)
+class HubFile:
+    """What the Hub says about one file of a commit, without downloading it.
+
+    ``sha256`` is set for LFS/Xet files (the same value as an OMS files-mode sha256 digest);
+    regular git files only have ``blob_id``, a git sha1.
+    """
+
+    path: str
+    size: int | None
+    sha256: str | None
+    blob_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HubSnapshot:
+    """A repo revision resolved to a commit, with the Hub's metadata of every file in it."""
+
+    repo_id: str
+    repo_type: RepoType
+    revision: str
+    commit: str
+    files: Mapping[str, HubFile]
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    repo_id: str
+    revision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightReport:
+    """The signed manifest against the Hub's metadata of one commit.
+
+    ``checked``: signed files whose Hub sha256 equals the signed digest. ``unchecked``: signed
+    files the Hub gives no sha256 for (regular git files, or a signature that is not files-mode
+    sha256): they are checked after download. ``changed``: ``(path, signed, hub)`` where the
+    Hub's sha256 differs. ``missing``: signed files not in the commit. ``extra``: files of the
+    commit that are neither signed nor ignored by the signature.
+    """
+
+    commit: str
+    checked: tuple[str, ...]
+    unchecked: tuple[str, ...]
+    changed: tuple[tuple[str, str, str], ...]
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.changed or self.missing or self.extra)
+
+    def describe(self) -> list[str]:
+        out = [f"changed {p} (signed {s}, Hub sha256 {h})" for p, s, h in self.changed]
+        out += [f"missing {p} (signed, not in the commit)" for p in self.missing]
+        out += [f"extra {p} (in the commit, not signed)" for p in self.extra]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.commit, "ok": self.ok, "checked": list(self.checked),
+                "unchecked": list(self.unchecked),
+                "changed": [{"name": p, "expected": s, "actual": h} for p, s, h in self.changed],
+                "missing": list(self.missing), "extra": list(self.extra)}
+
+
+@dataclass(frozen=True, slots=True)
+class LocalVerification:
+    """A local directory verified against its signature.
+
+    ``complete`` is false in subset mode when signed files are ``absent`` (not downloaded); every
+    file that *is* present verified. ``layout`` says how the directory was read.
+    """
+
+    path: Path
+    result: VerificationResult
+    layout: Literal["plain", "hub-cache", "local-dir"]
+    absent: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.absent
+
+
+@dataclass(frozen=True, slots=True)
+class HubVerification:
+    """The outcome of :func:`verify_hub`: which commit, what the pre-flight saw, the local result."""
+
+    repo_id: str
+    repo_type: RepoType
+    revision: str
+    commit: str
+    path: Path
+    preflight: PreflightReport
+    local: LocalVerification
+    claims_path: Path | None
+
+    @property
+    def result(self) -> VerificationResult:
+        return self.local.result
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        return self.local.absent
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.result.to_json()
+        doc["hub"] = {"repo_id": self.repo_id, "repo_type": self.repo_type,
+                      "revision": self.revision, "commit": self.commit,
+                      "layout": self.local.layout, "complete": self.local.complete,
+                      "absent": list(self.absent), "preflight": self.preflight.to_json(),
+                      "claims": None if self.claims_path is None else str(self.claims_path)}
+        doc["path"] = str(self.path)
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    repo_id: str
+    repo_type: RepoType
+    revision: str
+    parent: str
+    commit: str
+    commit_url: str
+    pr_revision: str | None
+    pr_url: str | None
+    sign: SignResult
+    uploaded: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- small helpers
+def parse_repo_ref(text: str) -> RepoRef:
+    """``org/name`` or ``org/name@revision`` (a branch, tag, ``refs/pr/N`` or a commit id)."""
+    repo_id, sep, revision = text.partition("@")
+    if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or (sep and not revision):
+        raise InputError("not a Hub repo reference", expected="org/name or org/name@revision",
+                         actual=repr(text)[:200])
+    return RepoRef(repo_id, revision or None)
+
+
+def _endpoint(endpoint: str | None) -> str | None:
+    value = endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")
+    return value.rstrip("/") if value else None
+
+
+def _make_api(api: HfApi | None, endpoint: str | None, token: str | bool | None) -> HfApi:
+    if api is not None:
+        return api
+    try:
+        from huggingface_hub import HfApi
+    except ImportError as e:  # pragma: no cover - a dependency of modelsign
+        raise InputError("huggingface_hub is not installed", hint="pip install huggingface_hub") \
+            from e
+    return HfApi(endpoint=_endpoint(endpoint), token=token)
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str | None, what: str) -> Iterator[None]:
+    """Wrap ``huggingface_hub``'s errors at the boundary: exit 2 for what the user can fix."""
+    from huggingface_hub import errors as hf
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        yield
+    except hf.RepositoryNotFoundError as e:
+        raise InputError(f"{what}: repository not found on the Hub", path=repo_id,
+                         hint="check the repo id, --repo-type, and that your token can read it "
+                              "(HF_TOKEN)") from e
+    except hf.RevisionNotFoundError as e:
+        raise InputError(f"{what}: revision not found", path=where,
+                         hint="check the branch, tag or commit id after '@'") from e
+    except hf.EntryNotFoundError as e:
+        raise InputError(f"{what}: file not found in the repo", path=where,
+                         actual=str(e).splitlines()[0][:200]) from e
+    except hf.HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status == 412:
+            raise InputError(f"{what}: the branch moved since it was read (HTTP 412: another "
+                             "commit landed first); nothing was uploaded", path=where,
+                             hint="run the command again to sign and publish on the new head") \
+                from e
+        raise InputError(f"{what}: the Hub answered HTTP {status}", path=where,
+                         actual=str(e).splitlines()[0][:300],
+                         hint="check HF_ENDPOINT, HF_TOKEN and the repo's permissions") from e
+    except (OSError, ValueError) as e:
+        if isinstance(e, ModelsignError):
+            raise
+        import httpx
+
+        if isinstance(e, OSError) or isinstance(e.__cause__, httpx.HTTPError):
+            raise InputError(f"{what}: cannot reach the Hub ({type(e).__name__}: {e})",
+                             path=where, hint="check the network and HF_ENDPOINT") from e
+        raise InputError(f"{what}: {e}", path=where) from e
+
+
+def _is_ignored(rel: str, ignore_paths: Sequence[str]) -> bool:
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in ignore_paths)
+
+
+def _matches(path: str, patterns: Sequence[str] | None) -> bool:
+    if not patterns:
+        return True
+    from huggingface_hub.utils import filter_repo_objects
+
+    return bool(list(filter_repo_objects([path], allow_patterns=list(patterns))))
+
+
+# --------------------------------------------------------------------------- Hub metadata
+def hub_snapshot(repo_id: str, revision: str | None = None, *, repo_type: RepoType = "model",
+                 api: HfApi | None = None, endpoint: str | None = None,
+                 token: str | bool | None = None) -> HubSnapshot:
+    """Resolve ``revision`` (default ``main``) to a commit and read every file's metadata, in one
+    ``repo_info(files_metadata=True)`` call, so the commit and the metadata belong together."""
+    api = _make_api(api, endpoint, token)
+    rev = revision or "main"
+    with _hub_errors(repo_id, rev, "reading the repo"):
+        info = api.repo_info(repo_id, revision=rev, repo_type=repo_type, files_metadata=True)
+    commit = getattr(info, "sha", None)
+    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
+        raise InputError("the Hub did not say which commit the revision is at",
+                         path=f"{repo_id}@{rev}", expected="a 40-hex commit id",
+                         actual=repr(commit)[:80])
+    if _COMMIT.fullmatch(rev) and rev != commit:
+        raise IntegrityError("the Hub answered for another commit than the one asked",
+                             path=repo_id, expected=rev, actual=commit)
+    files: dict[str, HubFile] = {}
+    for s in getattr(info, "siblings", None) or []:
+        lfs = getattr(s, "lfs", None)
+        sha = lfs.sha256 if lfs is not None else None
+        files[s.rfilename] = HubFile(s.rfilename, getattr(s, "size", None),
+                                     sha.lower() if isinstance(sha, str) else None,
+                                     getattr(s, "blob_id", None))
+    return HubSnapshot(repo_id, repo_type, rev, commit, files)
+
+
+def preflight(manifest: Manifest, snapshot: HubSnapshot, *,
+              include: Sequence[str] | None = None) -> PreflightReport:
+    """Compare a *verified* signed manifest with the Hub's metadata, before downloading weights.
+
+    Digests are compared for every signed file the Hub has a sha256 for (files-mode sha256
+    signatures). With ``include`` (a subset download), missing and extra files are only looked
+    for among the paths the patterns select; a changed digest fails wherever it is.
+    """
+    ser = manifest.serialization
+    ignores = (*ser.ignore_paths, SIGNATURE_FILE, CLAIMS_FILE)
+    comparable = ser.method == "files" and ser.hash_type == "sha256"
+    signed: dict[str, str | None] = {}
+    for r in manifest.resources:
+        signed[r.path] = r.hex if comparable else None
+    checked, unchecked, changed, missing = [], [], [], []
+    for path, digest in sorted(signed.items()):
+        hub = snapshot.files.get(path)
+        if hub is None:
+            if _matches(path, include):
+                missing.append(path)
+            continue
+        if digest is None or hub.sha256 is None:
+            unchecked.append(path)
+        elif hub.sha256 != digest:
+            changed.append((path, digest, hub.sha256))
+        else:
+            checked.append(path)
+    extra = sorted(p for p in snapshot.files
+                   if p not in signed and not _is_ignored(p, ignores) and _matches(p, include))
+    if ser.method == "shards":  # zero-byte files have no resource in shards mode
+        extra = [p for p in extra if snapshot.files[p].size != 0]
+    return PreflightReport(snapshot.commit, tuple(checked), tuple(unchecked), tuple(changed),
+                           tuple(missing), tuple(extra))
+
+
+# --------------------------------------------------------------------------- local layouts
+def _storage_of(path: Path) -> Path | None:
+    """``<cache>/models--org--name`` when ``path`` is ``<that>/snapshots/<commit>``."""
+    if path.parent.name == "snapshots" and (path.parent.parent / "blobs").is_dir():
+        return path.parent.parent
+    return None
+
+
+def _layout(path: Path) -> Literal["plain", "hub-cache", "local-dir"]:
+    if path.is_dir() and _storage_of(path.absolute()) is not None:
+        return "hub-cache"
+    if (path / _LOCAL_DIR_METADATA).is_dir():
+        return "local-dir"
+    return "plain"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed: copy (slower, same bytes)
+        shutil.copyfile(src, dst)
+
+
+@contextlib.contextmanager
+def _local_view(path: Path) -> Iterator[tuple[Path, Literal["plain", "hub-cache", "local-dir"]]]:
+    """A directory of regular files holding exactly the model's files, for the verifier.
+
+    Plain directories are verified as they are. For the two Hub layouts, a private view of hard
+    links (copies where links are refused) is built beside them and removed afterwards.
+    """
+    layout = _layout(path)
+    if layout == "plain":
+        yield path, layout
+        return
+    root = path.absolute()
+    blobs: Path | None = None
+    if layout == "hub-cache":
+        storage = _storage_of(root)
+        assert storage is not None
+        blobs = (storage / "blobs").resolve()
+        parent = storage
+    else:
+        parent = root / _LOCAL_DIR_METADATA  # skipped by the walk below
+    view = Path(tempfile.mkdtemp(prefix=".modelsign-view-", dir=parent))
+    try:
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            rel_dir = here.relative_to(root).as_posix()
+            if layout == "local-dir" and rel_dir == ".cache":
+                dirnames[:] = [d for d in dirnames if d != "huggingface"]
+            for d in dirnames:
+                if (here / d).is_symlink():
+                    raise SymlinkError("a directory of the download is a symbolic link",
+                                       path=here / d, hint="download the model again")
+            for name in filenames:
+                src = here / name
+                rel = src.relative_to(root).as_posix()
+                _link_or_copy(_safe_target(src, blobs, rel), view / rel)
+        yield view, layout
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
+def _safe_target(src: Path, blobs: Path | None, rel: str) -> Path:
+    """The regular file behind ``src``: in the cache, a symlink into this repo's own ``blobs/``."""
+    try:
+        st = os.lstat(src)
+    except OSError as e:
+        raise PathError(f"cannot read {rel}: {e.strerror or e}", path=src) from e
+    if stat.S_ISLNK(st.st_mode):
+        if blobs is None:
+            raise SymlinkError("a symbolic link in a local_dir download", path=src,
+                               hint="download the model again")
+        target = Path(os.path.realpath(src))
+        if target.parent != blobs:
+            raise SymlinkError("a snapshot link points outside this repo's blobs/ directory",
+                               path=src, expected=f"{blobs}/<blob>", actual=str(target),
+                               hint="the Hub cache was tampered with; delete it and download "
+                                    "again")
+        if not target.is_file() or target.is_symlink():
+            raise SymlinkError("a snapshot link points at a missing or irregular blob",
+                               path=src, actual=str(target),
+                               hint="delete the repo from the Hub cache and download again")
+        return target
+    if not stat.S_ISREG(st.st_mode):
+        raise PathError("not a regular file", path=src)
+    return src
+
+
+def verify_local(
+    path: PathLike,
+    *,
+    subset: bool = False,
+    identities: Sequence[Identity] = (),
+    key: PathLike | None = None,
+    cert_chain: Sequence[PathLike] = (),
+    trust: Trust | None = None,
+    unsafe_skip_identity: bool = False,
+    clock: Callable[[], datetime] | None = None,
+) -> LocalVerification:
+    """Verify a downloaded (or any local) model directory with its ``model.sig``.
+
+    ``subset``: signed files that are absent are listed in ``absent`` instead of failing (a
+    partial download); files that are present must all verify, and no unsigned file may be there.
+    """
+    from modelsign.verify import verify_model
+    from modelsign.verify._result import IntegrityFailure
+
+    root = Path(path)
+    if not root.is_dir():
+        raise PathError("not a directory", path=root,
+                        hint="pass the model directory (the snapshot or local_dir)")
+    with _local_view(root) as (view, layout):
+        try:
+            result = verify_model(view, identities=identities, key=key, cert_chain=cert_chain,
+                                  trust=trust, unsafe_skip_identity=unsafe_skip_identity,
+                                  clock=clock)
+            absent: tuple[str, ...] = ()
+        except IntegrityFailure as e:
+            bad = e.result.failures
+            if subset and bad and all(f.status == "missing" for f in bad):
+                result = e.result
+                absent = tuple(sorted({f.name.rsplit(":", 2)[0]
+                                       if result.manifest.serialization.method == "shards"
+                                       else f.name for f in bad}))
+            else:
+                raise IntegrityFailure(e.result, e.problem, path=str(root),
+                                       hint=e.hint or "") from e
+        except ModelsignError as e:
+            if view != root and e.path is not None and e.path.startswith(str(view)):
+                raise type(e)(e.problem, path=str(root) + e.path[len(str(view)):],
+                              expected=e.expected, actual=e.actual, hint=e.hint) from e
+            raise
+    return LocalVerification(root, result, layout, absent)
+
+
+# --------------------------------------------------------------------------- verify from the Hub
+def _download(repo_id: str, filename: str, *, snapshot: HubSnapshot, limit: int,
+              cache_dir: PathLike | None, local_dir: PathLike | None, endpoint: str | None,
+              token: str | bool | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    meta = snapshot.files[filename]
+    if meta.size is not None and meta.size > limit:
+        raise SignatureFormatError(f"{filename} on the Hub is too large", path=repo_id,
+                                   expected=f"<= {limit} bytes", actual=f"{meta.size} bytes")
+    with _hub_errors(repo_id, snapshot.commit, f"downloading {filename}"):
+        got = hf_hub_download(repo_id, filename, revision=snapshot.commit,
+                              repo_type=snapshot.repo_type, cache_dir=cache_dir,
+                              local_dir=local_dir, endpoint=_endpoint(endpoint), token=token)
+    p = Path(got)
+    size = p.stat().st_size
+    if size > limit:
+        raise SignatureFormatError(f"{filename} is too large", path=p,
+                                   expected=f"<= {limit} bytes", actual=f"{size} bytes")
+    return p
+
+
+def verify_hub(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    repo_type: RepoType = "model",
+    include: Sequence[str] | None = None,
+    identities: Sequence[Identity] = (),
+    key: PathLike | None = None,
+    cert_chain: Sequence[PathLike] = (),
+    trust: Trust | None = None,
+    unsafe_skip_identity: bool = False,
+    cache_dir: PathLike | None = None,
+    local_dir: PathLike | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    api: HfApi | None = None,
+    clock: Callable[[], datetime] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> HubVerification:
+    """Verify a Hub repo at ``revision``: signature, pre-flight on metadata, download, local bytes.
+
+    ``include`` (glob patterns, as ``snapshot_download``'s ``allow_patterns``) downloads and
+    verifies a subset; the result lists the signed files left ``absent``. Raises
+    :class:`~modelsign.errors.VerificationError` subclasses (exit 1) when anything does not
+    verify, :class:`~modelsign.errors.InputError` (exit 2) for what the user can fix.
+    """
+    from huggingface_hub import snapshot_download
+
+    from modelsign.statements import manifest_from_statement
+    from modelsign.statements._bundle import MAX_BUNDLE_BYTES
+    from modelsign.verify import verify_bundle
+    from modelsign.verify._signature import select_mode
+
+    say = on_event or (lambda _msg: None)
+    select_mode(tuple(identities), key, tuple(cert_chain), unsafe_skip_identity)  # usage first
+    if cache_dir is not None and local_dir is not None:
+        raise InputError("choose one of cache_dir and local_dir")
+    api = _make_api(api, endpoint, token)
+    snap = hub_snapshot(repo_id, revision, repo_type=repo_type, api=api)
+    where = f"{repo_id}@{snap.commit}"
+    say(f"{repo_id}@{snap.revision} is commit {snap.commit} ({len(snap.files)} files)")
+    if SIGNATURE_FILE not in snap.files:
+        raise SignatureError(f"the repo has no {SIGNATURE_FILE} at this commit: it is not signed",
+                             path=where, expected=SIGNATURE_FILE, actual="absent",
+                             hint="ask the publisher to sign it (modelsign hf publish)")
+
+    # 1. the signature (and claims) first, pinned to the commit, bounded
+    dl = {"snapshot": snap, "cache_dir": cache_dir, "local_dir": local_dir, "endpoint": endpoint,
+          "token": token}
+    sig_path = _download(repo_id, SIGNATURE_FILE, limit=MAX_BUNDLE_BYTES, **dl)  # type: ignore[arg-type]
+    claims_path = None
+    if CLAIMS_FILE in snap.files:
+        claims_path = _download(repo_id, CLAIMS_FILE, limit=MAX_CLAIMS_BYTES, **dl)  # type: ignore[arg-type]
+    verified = verify_bundle(sig_path.read_bytes(), identities=identities, key=key,
+                             cert_chain=cert_chain, trust=trust,
+                             unsafe_skip_identity=unsafe_skip_identity,
+                             source=f"{where}:{SIGNATURE_FILE}", clock=clock)
+    manifest = manifest_from_statement(verified.statement)
+    say(f"signature verified: {verified.signer.to_json()}")
+    # TODO(claims): verify claims.jsonl with the claims module once it is in.
+
+    # 2. pre-flight on the Hub's metadata, before any weight is downloaded
+    report = preflight(manifest, snap, include=include)
+    if not report.ok:
+        lines = report.describe()
+        raise IntegrityError(
+            f"pre-flight: the Hub's files differ from the signed manifest ({len(lines)} "
+            "difference(s); nothing else was downloaded): " + "; ".join(lines[:5])
+            + (" ..." if len(lines) > 5 else ""),
+            path=where, hint="the repo was modified after signing (or the Hub is compromised); "
+                             "do not use it, and tell the publisher")
+    say(f"pre-flight: {len(report.checked)} file(s) match the Hub's sha256, "
+        f"{len(report.unchecked)} to check after download")
+
+    # 3. download pinned to the commit, then verify the local bytes
+    patterns = None if not include else [*include, SIGNATURE_FILE, CLAIMS_FILE]
+    with _hub_errors(repo_id, snap.commit, "downloading"):
+        got = snapshot_download(repo_id, revision=snap.commit, repo_type=repo_type,
+                                cache_dir=cache_dir, local_dir=local_dir,
+                                allow_patterns=patterns, endpoint=_endpoint(endpoint),
+                                token=token)
+    path = Path(got)
+    local = verify_local(path, subset=bool(include), identities=identities, key=key,
+                         cert_chain=cert_chain, trust=trust,
+                         unsafe_skip_identity=unsafe_skip_identity, clock=clock)
+    if local.result.root_digest != manifest.root_hex:  # the same signature both times
+        raise SignatureError("the signature changed during verification", path=where,
+                             expected=manifest.root_hex, actual=local.result.root_digest)
+    return HubVerification(repo_id, repo_type, snap.revision, snap.commit, path, report, local,
+                           claims_path)
+
+
+def verified_snapshot(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    policy: Any = None,
+    identities: Sequence[Identity] = (),
+    key: PathLike | None = None,
+    cert_chain: Sequence[PathLike] = (),
+    include: Sequence[str] | None = None,
+    repo_type: RepoType = "model",
+    cache_dir: PathLike | None = None,
+    local_dir: PathLike | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    trust: Trust | None = None,
+    unsafe_skip_identity: bool = False,
+) -> Path:
+    """Verify a Hub repo (see :func:`verify_hub`), then return the verified local directory.
+
+    ``policy`` is reserved for the policy layer and must be ``None`` for now.
+    """
+    if policy is not None:
+        raise InputError("policy= is not supported yet",
+                         hint="pass identities= or key= (the policy layer is being written)")
+    return verify_hub(repo_id, revision=revision, repo_type=repo_type, include=include,
+                      identities=identities, key=key, cert_chain=cert_chain, trust=trust,
+                      unsafe_skip_identity=unsafe_skip_identity, cache_dir=cache_dir,
+                      local_dir=local_dir, endpoint=endpoint, token=token).path
+
+
+# --------------------------------------------------------------------------- publish
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> _Stat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def _upload_set(root: Path) -> dict[str, Path]:
+    """Every regular file to upload, by repo path: all of the directory but ``.git/`` and
+    ``.cache/huggingface/`` (never model content), and the signature files (added separately)."""
+    out: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+        if rel_dir == Path(".cache"):
+            dirnames[:] = [d for d in dirnames if d != "huggingface"]
+        for d in dirnames:
+            if (here / d).is_symlink():
+                raise SymlinkError("refusing to publish a directory holding symbolic links",
+                                   path=here / d, hint="replace links by the files they point to")
+        for name in filenames:
+            rel = (rel_dir / name).as_posix()
+            if rel in (SIGNATURE_FILE, CLAIMS_FILE):
+                continue
+            if (here / name).is_symlink():
+                raise SymlinkError("refusing to publish a directory holding symbolic links",
+                                   path=here / name,
+                                   hint="replace links by the files they point to")
+            out[rel] = here / name
+    return out
+
+
+def _stats(files: Mapping[str, Path]) -> dict[str, _Stat]:
+    out = {}
+    for rel, p in files.items():
+        try:
+            out[rel] = _Stat.of(os.stat(p))
+        except OSError as e:
+            raise FileChangedError(f"{rel} disappeared while publishing", path=p,
+                                   hint="let the writer finish, then publish again") from e
+    return out
+
+
+def _changed(before: Mapping[str, _Stat], after: Mapping[str, _Stat]) -> list[str]:
+    out = [f"added {p}" for p in sorted(set(after) - set(before))]
+    out += [f"removed {p}" for p in sorted(set(before) - set(after))]
+    out += [f"modified {p}" for p in sorted(set(before) & set(after)) if before[p] != after[p]]
+    return out
+
+
+def publish(
+    path: PathLike,
+    repo_id: str,
+    *,
+    signer: Signer,
+    spec: HashSpec = HashSpec(),
+    revision: str = "main",
+    repo_type: RepoType = "model",
+    create_pr: bool = False,
+    create_repo: bool = True,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    claims: Callable[[SignResult], bytes | None] | None = None,
+    delete_extra: bool = False,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    api: HfApi | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> PublishResult:
+    """Sign the directory ``path`` and upload it with ``model.sig`` in one commit.
+
+    ``claims``, when given, is called with the signing result and returns the ``claims.jsonl``
+    bytes to upload with it (or ``None``); an existing ``PATH/claims.jsonl`` is uploaded otherwise.
+    Files on the Hub that the signed directory does not have make the published repo fail
+    verification: they are refused unless ``delete_extra`` (then deleted in the same commit).
+    Raises :class:`~modelsign.errors.FileChangedError` when the directory changes between
+    hashing and upload, :class:`~modelsign.errors.InputError` on a Hub conflict (HTTP 412).
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    from modelsign.signing import sign_model
+
+    say = on_event or (lambda _msg: None)
+    root = Path(path)
+    if not root.is_dir():
+        raise PathError("hf publish takes a model directory", path=root,
+                        hint="pass the directory holding the model's files")
+    if create_pr and revision != "main":
+        raise InputError("--create-pr opens a pull request against main; drop --revision",
+                         actual=revision)
+    api = _make_api(api, endpoint, token)
+    if create_repo:
+        with _hub_errors(repo_id, None, "creating the repo"):
+            api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    with _hub_errors(repo_id, revision, "reading the repo"):
+        head = api.repo_info(repo_id, revision=revision, repo_type=repo_type).sha
+        remote = set(api.list_repo_files(repo_id, revision=head, repo_type=repo_type))
+    say(f"{repo_id}@{revision} is at {head}")
+
+    files = _upload_set(root)
+    before = _stats(files)
+    result = sign_model(root, signer=signer, spec=spec)
+    say(f"signed {result.manifest.name}: sha256:{result.root_digest} "
+        f"({len(result.manifest.resources)} resources)")
+    claims_bytes = claims(result) if claims is not None else None
+    if claims_bytes is None and (root / CLAIMS_FILE).is_file():
+        claims_bytes = (root / CLAIMS_FILE).read_bytes()
+
+    with contextlib.ExitStack() as stack:
+        handles: dict[str, BinaryIO] = {}
+        for rel, p in files.items():
+            handles[rel] = stack.enter_context(open(p, "rb"))  # noqa: SIM115 - kept open
+        opened = {rel: _Stat.of(os.fstat(f.fileno())) for rel, f in handles.items()}
+        diffs = _changed(before, {**_stats(_upload_set(root)), **opened})
+        if diffs:
+            raise FileChangedError(
+                "the directory changed between hashing and upload: " + "; ".join(diffs[:5])
+                + (" ..." if len(diffs) > 5 else ""), path=root,
+                hint="nothing was uploaded; let the writer finish, then publish again")
+        ops: list[Any] = [CommitOperationAdd(rel, f) for rel, f in sorted(handles.items())]
+        _check_upload_digests(result.manifest, ops, root)
+        ops.append(CommitOperationAdd(SIGNATURE_FILE, result.bundle.raw))
+        uploaded = [*sorted(handles), SIGNATURE_FILE]
+        if claims_bytes is not None:
+            ops.append(CommitOperationAdd(CLAIMS_FILE, claims_bytes))
+            uploaded.append(CLAIMS_FILE)
+        keep = set(uploaded) | {".gitattributes"}
+        stale = sorted(p for p in remote if p not in keep
+                       and not _is_ignored(p, result.manifest.serialization.ignore_paths))
+        if stale and not delete_extra:
+            raise InputError(
+                f"the repo has {len(stale)} file(s) the signed directory does not: "
+                + ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""),
+                path=f"{repo_id}@{revision}",
+                hint="they would make the repo fail verification; pass --delete-extra to delete "
+                     "them in the same commit, or add them to the directory")
+        ops += [CommitOperationDelete(p) for p in stale]
+        message = commit_message or f"Publish signed model (sha256:{result.root_digest[:16]}...)"
+        with _hub_errors(repo_id, revision, "uploading"):
+            info = api.create_commit(
+                repo_id, operations=ops, commit_message=message, repo_type=repo_type,
+                revision=None if create_pr else revision, create_pr=create_pr,
+                parent_commit=head,
+                commit_description=f"Signed with modelsign: root digest "
+                                   f"sha256:{result.root_digest}; model.sig "
+                                   f"({result.bundle.describe()}).")
+        after = {rel: _Stat.of(os.fstat(f.fileno())) for rel, f in handles.items()}
+        diffs = _changed(opened, after)
+        if diffs:
+            raise FileChangedError(
+                f"files changed while uploading; commit {info.oid} may not verify: "
+                + "; ".join(diffs[:5]), path=root,
+                hint=f"run: modelsign hf verify {repo_id}@{info.oid} (and publish again)")
+    say(f"committed {info.oid} ({len(uploaded)} files"
+        + (f", {len(stale)} deleted" if stale else "") + ")")
+    return PublishResult(repo_id, repo_type, revision, head, info.oid, str(info.commit_url),
+                         info.pr_revision, info.pr_url, result, tuple(uploaded))
+
+
+def _check_upload_digests(manifest: Manifest, ops: Sequence[Any], root: Path) -> None:
+    """The client hashed each open file to prepare the upload: for files-mode sha256 signatures,
+    that digest must be the signed one (the bytes about to leave are the bytes signed)."""
+    ser = manifest.serialization
+    if ser.method != "files" or ser.hash_type != "sha256":
+        return
+    signed = {r.path: r.hex for r in manifest.resources}
+    bad = []
+    for op in ops:
+        want = signed.get(op.path_in_repo)
+        got = getattr(op.upload_info, "sha256", None)
+        if want is not None and got is not None and got.hex() != want:
+            bad.append(f"{op.path_in_repo} (signed {want}, now {got.hex()})")
+    if bad:
+        raise FileChangedError("files changed between hashing and upload: " + "; ".join(bad[:5]),
+                               path=root, hint="nothing was uploaded; publish again")
