@@ -14,37 +14,36 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelsign.errors import InputError, PathError
 
-_SERVE_HELP = """Run a loopback Sigstore (Fulcio + Rekor + OIDC issuer) on 127.0.0.1 until Ctrl-C.
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.testing import LoopbackSigstore
 
-For tests only: it issues identity tokens for any identity to anyone who can reach the port. It writes trust_config.json (and trusted_root.json) to --dir, prints their paths and how to get a token, then serves. Signatures it made keep verifying against that trust_config.json after it stops.
+_SERVE_HELP = (
+    "Run a loopback Sigstore (Fulcio + Rekor + OIDC issuer) on 127.0.0.1 until Ctrl-C.\n\n"
+    "For tests only: it issues identity tokens for any identity to anyone who can reach the "
+    "port. It writes trust_config.json (and trusted_root.json) to --dir, prints their paths "
+    "and how to get a token, then serves. Signatures it made keep verifying against that "
+    "trust_config.json after it stops.\n\n"
+    "Examples:\n\n"
+    "  modelsign sigstore serve\n\n"
+    "  modelsign sigstore serve --port 8080 --dir ./loopback\n\n"
+    "Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 bad input (port in use, --dir unusable).\n"
+)
 
-Examples:
-
-  modelsign sigstore serve
-
-  modelsign sigstore serve --port 8080 --dir ./loopback
-
-Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 bad input (port in use, --dir unusable).
-"""
-
-_TOKEN_HELP = """Get an identity token for IDENTITY from a running `modelsign sigstore serve`.
-
-Prints the token alone on stdout, for --identity-token "$(...)".
-
-Examples:
-
-  modelsign sigstore token --url http://127.0.0.1:8080 release@acme.example
-
-  modelsign sigstore token --url http://127.0.0.1:8080 https://github.com/acme/model/.github/workflows/release.yml@refs/heads/main
-
-Exit codes: 0 printed, 2 server unreachable or request refused.
-"""
+_MINT_HELP = (
+    "Get an identity token for IDENTITY from a running `modelsign sigstore serve`.\n\n"
+    "Prints the token alone on stdout, for --identity-token \"$(...)\".\n\n"
+    "Examples:\n\n"
+    "  modelsign sigstore token --url http://127.0.0.1:8080 release@acme.example\n\n"
+    "  modelsign sigstore token --url http://127.0.0.1:8080 "
+    "https://github.com/acme/model/.github/workflows/release.yml@refs/heads/main\n\n"
+    "Exit codes: 0 printed, 2 server unreachable or request refused.\n"
+)
 
 _EXAMPLE_IDENTITY = "you@example.com"
 _TOKEN_TIMEOUT_SECONDS = 10
@@ -92,7 +91,7 @@ def serve(
     port: Annotated[int, typer.Option(
         "--port", "-p", min=0, max=65535,
         help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
-    directory: Annotated[Optional[Path], typer.Option(
+    directory: Annotated[Path | None, typer.Option(
         "--dir", "-d", file_okay=False,
         help="Where to write trust_config.json and trusted_root.json (kept after exit) "
              "\\[default: a temporary directory, removed on exit].",
@@ -108,39 +107,11 @@ def serve(
     sigstore = LoopbackSigstore(port=port, log=log if verbose else None)
     target, temporary = _prepare_dir(directory)
     try:
-        try:
-            sigstore.start()
-        except OSError as e:
-            raise InputError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}",
-                             hint="pick another --port, or 0 for a free one") from e
-        try:
-            trust_config = sigstore.write_trust_config(target / "trust_config.json")
-            trusted_root = sigstore.write_trusted_root(target / "trusted_root.json")
-        except OSError as e:
-            raise PathError(f"cannot write the trust files: {e.strerror or e}", path=target,
-                            hint="pass a writable --dir") from e
-        token_url = _token_url(sigstore.url, _EXAMPLE_IDENTITY)
-        token_command = f"curl -fsS '{token_url}'"
-        sys.stdout.write(
-            f"Loopback Sigstore (Fulcio v2, Rekor v1, OIDC issuer) at {sigstore.url}\n"
-            "For tests only: it issues identity tokens for any identity to anyone who can "
-            "reach this port.\n"
-            "\n"
-            f"trust config: {trust_config}\n"
-            f"trusted root: {trusted_root}\n"
-            f"issuer:       {sigstore.url}\n"
-            f"token:        {token_command}\n"
-            f"          or: modelsign sigstore token --url {sigstore.url} {_EXAMPLE_IDENTITY}\n"
-            "\n"
-            f"sign:   modelsign sign MODEL --trust-config {trust_config} "
-            f"--identity-token \"$({token_command})\"\n"
-            f"verify: modelsign verify MODEL --trust-config {trust_config} "
-            f"--identity {_EXAMPLE_IDENTITY} --issuer {sigstore.url}\n"
-            "\n"
-            "Serving until Ctrl-C.\n")
-        sys.stdout.flush()
+        # Ctrl-C or SIGTERM at any point from here on is an orderly stop, not an error.
         with _sigterm_stops():
             try:
+                _start(sigstore, port)
+                _announce(sigstore, target)
                 threading.Event().wait()
             except KeyboardInterrupt:
                 sys.stderr.write(f"stopped; {sigstore.log_size} log entries\n")
@@ -150,7 +121,44 @@ def serve(
             shutil.rmtree(target, ignore_errors=True)
 
 
-@sigstore_app.command("token", help=_TOKEN_HELP, no_args_is_help=True)
+def _start(sigstore: LoopbackSigstore, port: int) -> None:
+    try:
+        sigstore.start()
+    except OSError as e:
+        raise InputError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}",
+                         hint="pick another --port, or 0 for a free one") from e
+
+
+def _announce(sigstore: LoopbackSigstore, target: Path) -> None:
+    """Write the trust files into ``target``; print where they are and how to use them."""
+    try:
+        trust_config = sigstore.write_trust_config(target / "trust_config.json")
+        trusted_root = sigstore.write_trusted_root(target / "trusted_root.json")
+    except OSError as e:
+        raise PathError(f"cannot write the trust files: {e.strerror or e}", path=target,
+                        hint="pass a writable --dir") from e
+    token_command = f"curl -fsS '{_token_url(sigstore.url, _EXAMPLE_IDENTITY)}'"
+    sys.stdout.write(
+        f"Loopback Sigstore (Fulcio v2, Rekor v1, OIDC issuer) at {sigstore.url}\n"
+        "For tests only: it issues identity tokens for any identity to anyone who can "
+        "reach this port.\n"
+        "\n"
+        f"trust config: {trust_config}\n"
+        f"trusted root: {trusted_root}\n"
+        f"issuer:       {sigstore.url}\n"
+        f"token:        {token_command}\n"
+        f"          or: modelsign sigstore token --url {sigstore.url} {_EXAMPLE_IDENTITY}\n"
+        "\n"
+        f"sign:   modelsign sign MODEL --trust-config {trust_config} "
+        f"--identity-token \"$({token_command})\"\n"
+        f"verify: modelsign verify MODEL --trust-config {trust_config} "
+        f"--identity {_EXAMPLE_IDENTITY} --issuer {sigstore.url}\n"
+        "\n"
+        "Serving until Ctrl-C.\n")
+    sys.stdout.flush()
+
+
+@sigstore_app.command("token", help=_MINT_HELP, no_args_is_help=True)
 def token(
     identity: Annotated[str, typer.Argument(
         help="Email address or URI to put in the token.", show_default=False)],

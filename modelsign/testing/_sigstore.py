@@ -398,6 +398,21 @@ _OID = "1.3.6.1.4.1.57264.1."
 # Fulcio's extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md):
 # OIDs .1 to .6 hold raw bytes (deprecated form), .8 onwards a DER UTF8String.
 _RAW_EXTENSIONS: Final = frozenset({1, 2, 3, 4, 5, 6})
+
+
+def _github_url(path: str | None) -> str | None:
+    return None if not path else f"{GITHUB_SERVER_URL}/{path}"
+
+
+def _github_run_url(claims: Mapping[str, str]) -> str | None:
+    parts = [claims.get(k) for k in ("repository", "run_id", "run_attempt")]
+    if not all(parts):
+        return None
+    repository, run_id, attempt = parts
+    return f"{GITHUB_SERVER_URL}/{repository}/actions/runs/{run_id}/attempts/{attempt}"
+
+
+# (OID suffix, value from the token's claims) as Fulcio's GitHub workflow principal renders them.
 _GITHUB_EXTENSIONS: Final[tuple[tuple[int, Callable[[Mapping[str, str]], str | None]], ...]] = (
     (2, lambda c: c.get("event_name")),
     (3, lambda c: c.get("sha")),
@@ -416,21 +431,9 @@ _GITHUB_EXTENSIONS: Final[tuple[tuple[int, Callable[[Mapping[str, str]], str | N
     (18, lambda c: _github_url(c.get("workflow_ref"))),
     (19, lambda c: c.get("workflow_sha")),
     (20, lambda c: c.get("event_name")),
-    (21, lambda c: _github_run_url(c)),
+    (21, _github_run_url),
     (22, lambda c: c.get("repository_visibility")),
 )
-
-
-def _github_url(path: str | None) -> str | None:
-    return None if not path else f"{GITHUB_SERVER_URL}/{path}"
-
-
-def _github_run_url(claims: Mapping[str, str]) -> str | None:
-    parts = [claims.get(k) for k in ("repository", "run_id", "run_attempt")]
-    if not all(parts):
-        return None
-    repository, run_id, attempt = parts
-    return f"{GITHUB_SERVER_URL}/{repository}/actions/runs/{run_id}/attempts/{attempt}"
 
 
 def _fulcio_extension(number: int, value: str) -> x509.Extension[x509.UnrecognizedExtension]:
@@ -861,10 +864,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "modelsign-loopback-sigstore"
     timeout = 30  # seconds a client may stall mid-request before the socket is dropped
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:  # the name http.server dispatches to
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
@@ -907,7 +910,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _bad_request(f"request body ended after {len(body)} of {length} bytes")
         return body
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
         if self.server.log is not None:
             self.server.log(f"{self.address_string()} {format % args}")
 
