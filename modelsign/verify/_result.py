@@ -2,13 +2,14 @@
 
 :class:`VerifiedStatement` and :class:`VerificationResult` are frozen values. Their constructors
 demand a private token that lives in this package, so code outside ``modelsign.verify`` cannot
-make one by accident; lineage and policy accept nothing else. (Python cannot make it impossible;
-the token makes it deliberate and easy to spot in review.)
+make one by accident; lineage and policy accept nothing else. The token is an ``InitVar``: it is
+not stored, so ``dataclasses.replace`` on a verified object cannot re-use it to forge another.
+(Python cannot make forgery impossible; the token makes it deliberate and easy to spot in review.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -121,10 +122,10 @@ class VerifiedStatement:
     signer: Signer
     bundle_sha256: str
     warnings: tuple[str, ...]
-    _token: object = field(repr=False, compare=False, default=None)
+    _token: InitVar[object] = None
 
-    def __post_init__(self) -> None:
-        _check_token(self._token, "VerifiedStatement")
+    def __post_init__(self, _token: object) -> None:
+        _check_token(_token, "VerifiedStatement")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +147,10 @@ class VerificationResult:
     files: tuple[FileResult, ...]
     warnings: tuple[str, ...]
     statement: VerifiedStatement
-    _token: object = field(repr=False, compare=False, default=None)
+    _token: InitVar[object] = None
 
-    def __post_init__(self) -> None:
-        _check_token(self._token, "VerificationResult")
+    def __post_init__(self, _token: object) -> None:
+        _check_token(_token, "VerificationResult")
 
     @property
     def verdict(self) -> Literal["verified", "failed"]:
