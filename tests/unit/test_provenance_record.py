@@ -84,6 +84,8 @@ def test_record_checks_parents_before_the_block_runs(tmp_path: Path, keys: KeyPa
 def test_trainer_callback_signs_the_saved_final_model(tmp_path: Path, keys: KeyPair) -> None:
     pytest.importorskip("transformers", reason="transformers is not installed")
     torch = pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate, which is "
+                        "not installed (test extras)")
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
     from modelsign.integrations.transformers_callback import ProvenanceCallback
@@ -119,3 +121,66 @@ def test_trainer_callback_signs_the_saved_final_model(tmp_path: Path, keys: KeyP
     assert v.base_models[0].signed is True
     assert {f.name for f in v.frameworks} >= {"python", "torch", "transformers"}
     assert len(json.loads((out / "config.json").read_text())["id2label"]) == 2
+
+
+def test_trainer_callback_events_without_a_trainer(tmp_path: Path, keys: KeyPair) -> None:
+    """The callback driven by the events a Trainer sends, with a real model and real
+    TrainerState/TrainerControl (TrainingArguments itself needs accelerate, so a plain object
+    with the same attributes stands in for it)."""
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertModel, TrainerControl, TrainerState
+
+    from modelsign.integrations.transformers_callback import ProvenanceCallback
+
+    base = _base(tmp_path, keys)
+    out = tmp_path / "out"
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=16,
+                                 max_position_embeddings=16))
+    args = SimpleNamespace(output_dir=str(out), learning_rate=5e-5, num_train_epochs=3.0,
+                           max_steps=-1, per_device_train_batch_size=8, seed=42, bf16=False,
+                           lr_scheduler_type=SimpleNamespace(value="linear"))
+    state, control = TrainerState(), TrainerControl()
+    ticks = _ticks(datetime(2025, 6, 1, tzinfo=timezone.utc), timedelta(minutes=30))
+    cb = ProvenanceCallback(signer=KeySigner.from_pem_file(keys.private), method="sft",
+                            base_models=[base], parent_verifier=ParentVerifier(key=keys.public),
+                            params={"note": "unit"}, clock=lambda: next(ticks))
+    with pytest.raises(InputError, match="start of training"):
+        cb.attest(out)
+    cb.on_train_begin(args, state, control, model=model)
+    assert not out.exists()  # nothing is written before training ends
+    state.global_step = 12
+    cb.on_train_end(args, state, control, model=model)
+
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert cb.claim is not None and cb.claim.path == out / "claims.jsonl"
+    report = verify_claims(out, hash_model(out).root_hex, key=keys.public)
+    assert report.ok, report.describe_failures()
+    v = report.claims[0].derivation
+    assert v is not None and v.method == "sft" and v.base_models[0].signed is True
+    assert v.params == {"learning_rate": "5e-05", "num_train_epochs": "3.0", "max_steps": "-1",
+                        "per_device_train_batch_size": "8", "seed": "42", "bf16": "false",
+                        "lr_scheduler_type": "linear", "global_step": "12", "note": "unit"}
+    assert v.finished_on is not None and v.started_on is not None
+    assert v.finished_on - v.started_on == timedelta(minutes=30)
+
+
+def test_trainer_callback_on_a_secondary_process_writes_nothing(tmp_path: Path,
+                                                                 keys: KeyPair) -> None:
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from modelsign.integrations.transformers_callback import ProvenanceCallback
+
+    cb = ProvenanceCallback(signer=KeySigner.from_pem_file(keys.private), import_torch=False)
+    args = SimpleNamespace(output_dir=str(tmp_path / "out"))
+    state = TrainerState(is_world_process_zero=False)
+    cb.on_train_begin(args, state, TrainerControl())
+    cb.on_train_end(args, state, TrainerControl(), model=object())
+    assert cb.claim is None and not (tmp_path / "out").exists()
