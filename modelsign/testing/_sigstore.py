@@ -1256,9 +1256,9 @@ class LoopbackSigstore:
 
     def _signing_cert(self, request: _Request) -> _Response:
         body = request.json()
-        token: object = None
-        if isinstance(body, dict):
-            token = (body.get("credentials") or {}).get("oidcIdentityToken")
+        # Fulcio takes the token from the header, or from the body's credentials.
+        credentials = body.get("credentials") if isinstance(body, dict) else None
+        token = credentials.get("oidcIdentityToken") if isinstance(credentials, dict) else None
         claims = self._oidc.verify(token if isinstance(token, str) and token
                                    else request.bearer_token())
         csr_pem = _b64decode(_field(body, "certificateSigningRequest"),
