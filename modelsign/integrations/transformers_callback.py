@@ -21,6 +21,12 @@ it when you save yourself from a callback that runs earlier, e.g. under DeepSpee
 trainer must gather weights: or call :meth:`ProvenanceCallback.attest` after
 ``trainer.save_model()``).
 
+The claim's subject is the root digest of the *whole* target directory (hashed like
+:func:`modelsign.claims.attest`: with the serialization of its ``model.sig`` if it has one, else
+with ``spec``). Checkpoint folders the trainer left there (``checkpoint-500/``) are part of it:
+give ``output_dir=`` a folder of its own for the final model (``out/final``), or pass the same
+``spec`` (ignore paths) you will sign with, so the claim and the signature name the same bytes.
+
 Recorded parameters: a fixed set of ``TrainingArguments`` (learning rate, epochs, batch sizes,
 seed, ...), the steps run, and any ``params`` given. transformers is imported only when this
 module is; it is not a dependency of modelsign.
@@ -44,6 +50,7 @@ from modelsign.statements._models import Relation
 from modelsign.statements._provenance import DEFAULT_BUILDER_ID, Dependency, Framework
 
 if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.hashing._spec import HashSpec
     from modelsign.signing import Signer
 
 __all__ = ["ProvenanceCallback", "TRAINING_ARGUMENTS_RECORDED"]
@@ -84,6 +91,7 @@ class ProvenanceCallback(TrainerCallback):  # type: ignore[misc]
         parent_verifier: ParentVerifier | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         save_model: bool = True,
+        spec: HashSpec | None = None,
         record_training_arguments: bool = True,
         import_torch: bool = True,
         clock: Callable[[], datetime] = utc_now,
@@ -104,6 +112,7 @@ class ProvenanceCallback(TrainerCallback):  # type: ignore[misc]
         self.parent_verifier = parent_verifier
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.save_model = save_model
+        self.spec = spec
         self.record_training_arguments = record_training_arguments
         self.import_torch = import_torch
         self.clock = clock
@@ -164,5 +173,5 @@ class ProvenanceCallback(TrainerCallback):  # type: ignore[misc]
             datasets=self.datasets, dataset_split=self.dataset_split, code=self.code,
             environment=self.environment, builder_id=self.builder_id,
             started_on=self.started_on, finished_on=self.clock(),
-            invocation_id=self.invocation_id)
+            invocation_id=self.invocation_id, spec=self.spec)
         return self.claim

@@ -284,3 +284,23 @@ def test_claims_command_prints_without_judging(tmp_path: Path, release: KeyPair)
     assert doc["claims"][0]["claimed_signer"].startswith("key sha256:")
     assert doc["claims"][1]["problem"]
     assert "no claims file" in _ok("claims", base)
+
+
+def test_the_subject_follows_the_serialization_of_the_artifacts_own_signature(
+        tmp_path: Path, release: KeyPair) -> None:
+    """A model signed in shards mode with blake3: the claim's subject is the root digest that
+    signature's verifier computes, not the default files/sha256 one."""
+    from modelsign import HashSpec
+
+    m = _model(tmp_path / "m", 14)
+    (m / "logs").mkdir()
+    (m / "logs" / "train.log").write_text("step 1\n")
+    spec = HashSpec(method="shards", algorithm="blake3", shard_size=1024, ignore_paths=("logs",))
+    sign_model(m, signer=KeySigner.from_pem_file(release.private), spec=spec)
+    verified_root = verify_model(m, key=release.public).root_digest
+    assert verified_root != hash_model(m).root_hex
+    _ok("attest", m, "--relation", "quantized", "--key", release.private, "--no-hardware")
+    report = verify_claims(m, verified_root, key=release.public)
+    assert report.ok, report.describe_failures()
+    # and the claim file does not disturb the model's own verification
+    assert verify_model(m, key=release.public).root_digest == verified_root
