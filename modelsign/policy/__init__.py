@@ -1,0 +1,50 @@
+"""Policies: what a registry (or a careful consumer) admits, as a file, with reasons.
+
+A policy file (YAML, ``apiVersion: modelsign/v1``, ``kind: ModelPolicy``) says who must have
+signed the model, which claims must exist and what they must say, which datasets, lineage and
+framework versions are acceptable, how old a signature may be and whether pickle files are
+allowed, plus CEL conditions for the rest. It is judged only over facts the verifier verified::
+
+    from modelsign.policy import build_facts, evaluate, load_policy
+    from modelsign.verify import verify_model
+
+    policy = load_policy("registry.yaml")                    # PolicyFileError (exit 2) if bad
+    result = verify_model("my-model", key=policy.public_key_paths()[0])
+    report = evaluate(policy, build_facts(result, claims=verified_claims))
+    print(report.to_text()); exit_code = 0 if report.passed else 1
+
+Pure: evaluation never signs, never fetches, and reads time only through ``clock=``.
+"""
+
+from modelsign.policy._cel import CelError
+from modelsign.policy._evaluate import evaluate
+from modelsign.policy._facts import (
+    Facts,
+    LineageLike,
+    LineageNodeLike,
+    build_facts,
+)
+from modelsign.policy._load import LintProblem, Policy, lint_policy, load_policy, parse_policy
+from modelsign.policy._model import PolicyDocument, SignerRule, policy_json_schema
+from modelsign.policy._report import PolicyReport, RuleResult, RuleStatus, report_json_schema
+
+__all__ = [
+    "CelError",
+    "Facts",
+    "LineageLike",
+    "LineageNodeLike",
+    "LintProblem",
+    "Policy",
+    "PolicyDocument",
+    "PolicyReport",
+    "RuleResult",
+    "RuleStatus",
+    "SignerRule",
+    "build_facts",
+    "evaluate",
+    "lint_policy",
+    "load_policy",
+    "parse_policy",
+    "policy_json_schema",
+    "report_json_schema",
+]
