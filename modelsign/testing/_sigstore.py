@@ -532,6 +532,8 @@ class _Fulcio:
             raise _HttpError(HTTPStatus.UNAUTHORIZED, "the token's 'iss' claim is empty")
         san, extensions = self._identity(claims)
         fault = claims.get(_FAULT_CLAIM)
+        if fault is not None and fault not in set(CertificateFault):
+            raise _bad_request(f"unknown certificate fault {fault!r}")
         ca = self._rogue_ca if fault == CertificateFault.UNTRUSTED_CA else self.ca
 
         now = self._clock().replace(microsecond=0)
@@ -591,10 +593,11 @@ class _Fulcio:
     def _identity(claims: Mapping[str, Any]) -> tuple[x509.GeneralName,
                                                       list[x509.Extension[Any]]]:
         """The SAN and the extra extensions, chosen as Fulcio's principal types do."""
-        if isinstance(claims.get("job_workflow_ref"), str):  # a GitHub Actions workflow
+        if "job_workflow_ref" in claims:  # a GitHub Actions workflow
             strings = {k: v for k, v in claims.items() if isinstance(v, str)}
-            san_uri = _github_url(strings["job_workflow_ref"])
-            assert san_uri is not None
+            san_uri = _github_url(strings.get("job_workflow_ref"))
+            if san_uri is None:
+                raise _bad_request("the token's 'job_workflow_ref' claim is empty")
             extensions = [_fulcio_extension(number, value)
                           for number, render in _GITHUB_EXTENSIONS
                           if (value := render(strings))]
@@ -609,10 +612,10 @@ class _Fulcio:
             return x509.RFC822Name(email), []
         subject = claims["sub"]
         parts = urlsplit(subject) if isinstance(subject, str) else None
-        if parts is None or not parts.scheme or not (parts.netloc or parts.path):
+        if parts is None or not parts.scheme or not parts.netloc:
             raise _bad_request(
                 f"cannot derive an identity from the token: no verified email, and the subject "
-                f"{subject!r} is not a URI")
+                f"{subject!r} is not a URI (scheme://authority/...)")
         return x509.UniformResourceIdentifier(subject), []
 
 

@@ -477,9 +477,10 @@ def test_fulcio_refuses_bad_identity_tokens(loopback_sigstore: LoopbackSigstore,
     assert body["message"]
 
 
+@pytest.mark.parametrize("subject", ["just-a-name", "repo:acme/model:ref:refs/heads/main"])
 def test_fulcio_refuses_a_subject_that_is_neither_email_nor_uri(
-        loopback_sigstore: LoopbackSigstore) -> None:
-    token = loopback_sigstore.mint_token("just-a-name", email=False)
+        loopback_sigstore: LoopbackSigstore, subject: str) -> None:
+    token = loopback_sigstore.mint_token(subject, email=False)
     status, body = request(loopback_sigstore, "POST", "/api/v2/signingCert",
                            json.dumps(_csr_request()).encode(),
                            {"Authorization": f"Bearer {token}"})
