@@ -102,6 +102,33 @@ class ClaimsReport:
         out += [f"{self.path}:{c.line}: {c.reason}" for c in self.failures]
         return out
 
+    def summary_lines(self) -> list[str]:
+        """Human lines for a report: a header, then one or more lines per claim."""
+        if not self.exists:
+            return [f"claims: none ({self.path} does not exist)"]
+        out = [f"claims: {len(self.claims)} in {self.path}: {len(self.verified)} verified, "
+               f"{len(self.failures)} failed"]
+        out += [f"  problem: {p}" for p in self.problems]
+        for c in self.claims:
+            if not c.ok:
+                out.append(f"  line {c.line}: FAILED: {c.reason}")
+                continue
+            who = c.signer.identity if c.signer is not None else "-"
+            if c.derivation is None:
+                out.append(f"  line {c.line}: verified, signed by {who}: {c.predicate_type} "
+                           "(not interpreted by this version)")
+                continue
+            v = c.derivation
+            out.append(f"  line {c.line}: verified, signed by {who}: {v.relation}"
+                       + (f" ({v.method})" if v.method else ""))
+            out += [f"    base model {d.label()}" + ("" if d.signed else " (unsigned)")
+                    for d in v.base_models]
+            out += [f"    dataset    {d.label()}" + ("" if d.signed else " (unsigned)")
+                    for d in v.datasets]
+            if v.frameworks:
+                out.append("    frameworks " + ", ".join(str(f) for f in v.frameworks))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": CLAIMS_REPORT_SCHEMA_ID,
@@ -167,7 +194,7 @@ def _verify_line(line: ClaimLine, source: str, root: str, *, identities: Sequenc
                                  trust=trust, unsafe_skip_identity=unsafe_skip_identity,
                                  source=where, clock=clock)
     except SignatureFormatError as e:
-        reason = e.problem if e.path == where else str(e)
+        reason = _without_path(e, where)
         if not line.complete:
             reason = ("truncated: the last line has no final newline and is not a complete "
                       f"bundle (an append was interrupted): {reason}")
@@ -212,7 +239,7 @@ def _is_derivation(predicate: Any) -> bool:
     return isinstance(bd, dict) and bd.get("buildType") == DERIVATION_BUILD_TYPE
 
 
-def _without_path(e: VerificationError, where: str) -> str:
+def _without_path(e: VerificationError | SignatureFormatError, where: str) -> str:
     return str(e)[len(where) + 2:] if str(e).startswith(where + ": ") else str(e)
 
 

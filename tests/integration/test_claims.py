@@ -245,6 +245,10 @@ def test_every_broken_line_is_reported_with_its_number(tmp_path: Path, release: 
     assert not report.ok and [c.line for c in report.failures] == [2, 3, 4, 5, 7]
     lines = report.describe_failures()
     assert lines[0].startswith(f"{claims}:2: ")
+    text = "\n".join(report.summary_lines())
+    assert "7 in" in text and "2 verified, 5 failed" in text
+    assert all(f"line {n}: FAILED" in text for n in (2, 3, 4, 5, 7))
+    assert "line 1: verified, signed by sha256:" in text
     doc = report.to_json()
     assert doc["verdict"] == "failed" and doc["summary"] == {"total": 7, "ok": 2, "failed": 5}
     json.dumps(doc)
