@@ -22,6 +22,20 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 from modelsign.testing._hub import LoopbackHub  # noqa: E402
 
+
+def _register_hf_commands() -> None:
+    """Until ``modelsign.cli._hf`` is listed in ``_app._COMMAND_MODULES``, add the ``hf`` group to
+    the app object for these tests (once it is listed, this does nothing)."""
+    from importlib import import_module
+
+    from modelsign.cli import _app
+
+    if "modelsign.cli._hf" not in _app._COMMAND_MODULES:
+        import_module("modelsign.cli._hf").register(_app.app)
+
+
+_register_hf_commands()
+
 TOKEN = "hf_loopback_dummy_token"
 
 
