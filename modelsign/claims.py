@@ -313,12 +313,15 @@ class ParentVerifier:
     """Verifies a local parent's ``model.sig`` and returns its root digest (hex).
 
     Wraps :func:`modelsign.verify.verify_model` with the identity options the caller gives
-    (``verify_options`` are passed through as keyword arguments), so the same options that say who
-    may sign a model say who may sign its parents.
+    (``verify_options`` are passed through as keyword arguments: ``identities=``, ``key=``,
+    ``cert_chain=``, ``trust=``, ...), so the same options that say who may sign a model say who
+    may sign its parents. ``use_cache`` defaults to true here.
     """
 
     def __init__(self, **verify_options: Any) -> None:
-        self.options = dict(verify_options)
+        # The attester re-hashes parents that may be hundreds of GB; like the artifact itself,
+        # they may use the incremental cache unless the caller says use_cache=False.
+        self.options = {"use_cache": True, **verify_options}
 
     def __call__(self, path: Path) -> tuple[str, str]:
         """(root digest hex, subject name) of the verified parent; raises on any failure."""
@@ -538,6 +541,11 @@ def attest(
         env = _Env(_merge(env.frameworks, over), env.accelerators, env.runtimes)
 
     manifest = hash_model(artifact, _artifact_spec(artifact, spec))
+    for parent in (*bases, *data):
+        if parent.root_digest == manifest.root_hex:
+            raise InputError("a parent has the same root digest as the artifact itself",
+                             path=artifact, actual=f"sha256:{manifest.root_hex}",
+                             hint="check the --base-model / --dataset paths")
     statement = provenance_statement(
         manifest.name, manifest.root_hex,
         relation=relation, method=method, params=params, config=_config_reference(config),

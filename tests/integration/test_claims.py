@@ -308,3 +308,12 @@ def test_the_subject_follows_the_serialization_of_the_artifacts_own_signature(
     assert report.ok, report.describe_failures()
     # and the claim file does not disturb the model's own verification
     assert verify_model(m, key=release.public).root_digest == verified_root
+
+
+def test_an_artifact_cannot_be_its_own_parent(tmp_path: Path, release: KeyPair,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    m = _model(tmp_path / "m", 15)
+    rc = run(["attest", str(m), "--relation", "finetune", "--base-model", str(m),
+              "--key", str(release.private), "--no-hardware"])
+    assert rc == 2 and "same root digest" in capsys.readouterr().err
+    assert not (m / "claims.jsonl").exists()
