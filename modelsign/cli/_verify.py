@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -44,7 +44,7 @@ _TRUST = "Trust root (keyless)"
 _ORDER_KEY = "modelsign.verify.option_order"
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -78,7 +78,7 @@ def identity_rules(order: list[str], identity: list[str], identity_regex: list[s
             hint="e.g. --identity me@example.com --issuer https://accounts.google.com")
     exact, regex = iter(identity), iter(identity_regex)
     rules = []
-    for kind, iss in zip(kinds, issuer):
+    for kind, iss in zip(kinds, issuer, strict=True):
         if kind == "identity":
             rules.append(Identity(identity=next(exact), issuer=iss))
         else:
@@ -109,33 +109,33 @@ def verify(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file to verify.",
                                          show_default=False)],
-    signature: Annotated[Optional[Path], typer.Option(
+    signature: Annotated[Path | None, typer.Option(
         "--signature", "-s", help="The signature file \\[default: PATH/model.sig, or PATH.sig "
         "beside a single file].", show_default=False)] = None,
-    identity: Annotated[Optional[list[str]], typer.Option(
+    identity: Annotated[list[str] | None, typer.Option(
         "--identity", help="Signer identity that must match the certificate's SAN exactly "
         "(e-mail or URI); repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
         show_default=False)] = None,
-    identity_regex: Annotated[Optional[list[str]], typer.Option(
+    identity_regex: Annotated[list[str] | None, typer.Option(
         "--identity-regex", help="Regular expression searched in the certificate's SAN; anchor "
         "it (^...$). Repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
         show_default=False)] = None,
-    issuer: Annotated[Optional[list[str]], typer.Option(
+    issuer: Annotated[list[str] | None, typer.Option(
         "--issuer", help="OIDC issuer URL of the identity option it pairs with (exact match).",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
     unsafe_skip_identity_check: Annotated[bool, typer.Option(
         "--unsafe-skip-identity-check", help="UNSAFE: accept a keyless signature by anyone the "
         "trust root's CA ever certified. For debugging only.", rich_help_panel=_KEYLESS)] = False,
-    key: Annotated[Optional[Path], typer.Option(
+    key: Annotated[Path | None, typer.Option(
         "--key", help="EC public key (PEM) the signature must verify with.",
         rich_help_panel=_OTHER, show_default=False)] = None,
-    cert_chain: Annotated[Optional[list[Path]], typer.Option(
+    cert_chain: Annotated[list[Path] | None, typer.Option(
         "--cert-chain", help="Trusted CA certificate(s) (PEM) the signing certificate must "
         "chain to; repeatable.", rich_help_panel=_OTHER, show_default=False)] = None,
-    trusted_root: Annotated[Optional[Path], typer.Option(
+    trusted_root: Annotated[Path | None, typer.Option(
         "--trusted-root", help="Sigstore trusted_root.json to verify against.",
         rich_help_panel=_TRUST, show_default=False)] = None,
-    trust_config: Annotated[Optional[Path], typer.Option(
+    trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
         rich_help_panel=_TRUST, show_default=False)] = None,
     staging: Annotated[bool, typer.Option(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +24,8 @@ from cryptography.x509.verification import (
     Policy,
     PolicyBuilder,
     Store,
+)
+from cryptography.x509.verification import (
     VerificationError as X509VerificationError,
 )
 
@@ -73,7 +75,7 @@ def load_public_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
 
 
 def load_trust_anchors(paths: Sequence[str | os.PathLike[str]]) -> list[x509.Certificate]:
-    """Every certificate of every PEM file given with ``--cert-chain``; each becomes a trust anchor."""
+    """Every certificate of every PEM file given with ``--cert-chain``: each is a trust anchor."""
     out: list[x509.Certificate] = []
     for path in paths:
         data = _read(path, "certificate file")
@@ -92,7 +94,7 @@ def load_trust_anchors(paths: Sequence[str | os.PathLike[str]]) -> list[x509.Cer
 def _pae_compat(payload_type: str, payload: bytes) -> bytes:
     """The encoding model_signing 0.2 signed (a str/bytes mix-up: the payload's ``repr``)."""
     return (f"DSSEV1 {len(payload_type)} {payload_type} {len(payload)} {payload!r}"
-            ).encode("utf-8")
+            ).encode()
 
 
 def verify_envelope_sig(key: ec.EllipticCurvePublicKey, payload_type: str, payload: bytes,
@@ -152,7 +154,7 @@ def verify_chain(chain_der: Sequence[bytes], anchors: list[x509.Certificate],
         raise SignatureError("the bundle's certificate chain holds a malformed certificate",
                              actual=str(e)[:120]) from e
     leaf, intermediates = certs[0], certs[1:]
-    when = at or datetime.now(timezone.utc)
+    when = at or datetime.now(UTC)
     ee_policy = (ExtensionPolicy.permit_all()
                  .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _code_signing_eku)
                  .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _digital_signature_ku))

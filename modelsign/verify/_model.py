@@ -1,4 +1,4 @@
-"""``verify_model``: signature, signer, then every file, with the parameters the signature records."""
+"""``verify_model``: signature, signer, then every file, hashed as the signature records."""
 
 from __future__ import annotations
 

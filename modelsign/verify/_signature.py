@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cryptography import x509
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from modelsign.errors import InputError, ModelsignError, SignatureError, SignatureFormatError
 from modelsign.statements import parse_statement
+from modelsign.statements._bundle import public_key_hint
 from modelsign.verify._envelope import BundleView, parse_bundle
 from modelsign.verify._identity import (
     Identity,
@@ -20,7 +21,6 @@ from modelsign.verify._identity import (
     certificate_identity,
     certificate_issuer,
 )
-from modelsign.statements._bundle import public_key_hint
 from modelsign.verify._keys import (
     load_public_key,
     load_trust_anchors,
@@ -160,7 +160,8 @@ class _NoIdentityPolicy:
 
 def _keyless(view: BundleView, identities: tuple[Identity, ...],
              trust: Trust) -> tuple[Signer, str, bytes]:
-    from sigstore.errors import CertValidationError, Error as SigstoreError
+    from sigstore.errors import CertValidationError
+    from sigstore.errors import Error as SigstoreError
     from sigstore.errors import VerificationError as SigstoreVerificationError
     from sigstore.models import Bundle, InvalidBundle
     from sigstore.verify import Verifier
@@ -190,7 +191,7 @@ def _keyless(view: BundleView, identities: tuple[Identity, ...],
                              hint=_TAMPER_HINT)  # cannot happen; sigstore reads the same bytes
     cert = bundle.signing_certificate
     entry = bundle.log_entry._inner
-    integrated = datetime.fromtimestamp(int(entry.integrated_time), tz=timezone.utc)
+    integrated = datetime.fromtimestamp(int(entry.integrated_time), tz=UTC)
     signer = Signer(
         kind="keyless",
         identity=certificate_identity(cert),
@@ -244,7 +245,7 @@ def _log_time_outside_certificate(bundle: Any) -> bool:
     failed chain check means an altered or inconsistent time, not a foreign root."""
     try:
         cert = bundle.signing_certificate
-        t = datetime.fromtimestamp(int(bundle.log_entry._inner.integrated_time), tz=timezone.utc)
+        t = datetime.fromtimestamp(int(bundle.log_entry._inner.integrated_time), tz=UTC)
     except (AttributeError, TypeError, ValueError, OverflowError, OSError):
         return False
     return not cert.not_valid_before_utc <= t <= cert.not_valid_after_utc
@@ -255,7 +256,8 @@ def _fingerprint(cert: x509.Certificate) -> str:
 
 
 # ---------------------------------------------------------------------- key
-def _with_key(view: BundleView, key_path: PathLike, warnings: list[str]) -> tuple[Signer, str, bytes]:
+def _with_key(view: BundleView, key_path: PathLike,
+              warnings: list[str]) -> tuple[Signer, str, bytes]:
     key = load_public_key(key_path)
     hint = public_key_hint(key)
     if view.key_hint is None:
@@ -277,9 +279,10 @@ def _with_key(view: BundleView, key_path: PathLike, warnings: list[str]) -> tupl
 
 # ---------------------------------------------------------------------- certificate chain
 def _with_chain(view: BundleView, cert_chain: tuple[PathLike, ...],
-                clock: Callable[[], datetime] | None, warnings: list[str]) -> tuple[Signer, str, bytes]:
+                clock: Callable[[], datetime] | None,
+                warnings: list[str]) -> tuple[Signer, str, bytes]:
     anchors = load_trust_anchors(cert_chain)
-    now = clock() if clock is not None else datetime.now(timezone.utc)
+    now = clock() if clock is not None else datetime.now(UTC)
     result = verify_chain(view.certificates, anchors, now)
     leaf_key: Any = result.leaf.public_key()
     from cryptography.hazmat.primitives.asymmetric import ec

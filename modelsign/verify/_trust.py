@@ -70,7 +70,7 @@ class Trust:
         return f"{self.kind.replace('_', ' ')} {self.path}"
 
     def load(self) -> object:
-        """The ``sigstore.models.TrustedRoot`` (typed ``object`` to keep sigstore out of the API)."""
+        """The ``sigstore.models.TrustedRoot`` (typed ``object``: sigstore stays out of the API)."""
         if self.kind in ("production", "staging") and not self.refresh:
             return _bundled(self.kind)
         return _load(self)

@@ -6,7 +6,6 @@ from the shape checks, not from a signature failure.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Callable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def test_certificate_checked_at_the_injected_time(pki: CertChain) -> None:
     from modelsign.signing import CertificateSigner
 
     bundle = CertificateSigner.from_pem_files(pki.key, pki.leaf, [pki.chain]).sign(_claim()).raw
-    later = datetime.now(timezone.utc) + timedelta(days=30)  # the leaf lives one day
+    later = datetime.now(UTC) + timedelta(days=30)  # the leaf lives one day
     with pytest.raises(SignatureError, match="does not chain to the given CA"):
         verify_bundle(bundle, cert_chain=[pki.root], clock=lambda: later)
 

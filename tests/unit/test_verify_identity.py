@@ -6,7 +6,7 @@ the rules are exercised through sigstore's ``AnyOf`` exactly as the verifier cal
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -38,7 +38,7 @@ def _der_utf8(s: str) -> bytes:
 def _cert(*sans: x509.GeneralName, issuer_v2: str | None = None,
           issuer_v1: str | None = None) -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([]))
          .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
