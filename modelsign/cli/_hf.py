@@ -272,6 +272,10 @@ def verify(
              "before download",
              f"  local: {sum(1 for f in r.files if f.status == 'ok')} file(s) verified in "
              f"{result.path} ({result.local.layout})"]
+    if result.claims is not None:
+        lines.append(f"  claims: {len(result.claims.verified)} of {len(result.claims.claims)} "
+                     "verified" + "".join(f"\n    {c.line}: {c.predicate_type}"
+                                          for c in result.claims.verified))
     if result.absent:
         lines.append(f"  SUBSET: {len(result.absent)} signed file(s) not downloaded: "
                      + ", ".join(result.absent[:10]) + (" ..." if len(result.absent) > 10

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelsign.manifest import Manifest
     from modelsign.signing import SignResult, Signer
     from modelsign.verify import Identity, VerificationResult
+    from modelsign.verify._claims import ClaimsReport
     from modelsign.verify._trust import Trust
 
 __all__ = [
@@ -186,6 +187,9 @@ class HubVerification:
     preflight: PreflightReport
     local: LocalVerification
     claims_path: Path | None
+    #: every line of ``claims.jsonl`` verified (signer options as for the model); ``None`` when
+    #: the repo has no claims. A failed line does not fail the model: requiring claims is policy.
+    claims: ClaimsReport | None = None
 
     @property
     def result(self) -> VerificationResult:
@@ -201,7 +205,9 @@ class HubVerification:
                       "revision": self.revision, "commit": self.commit,
                       "layout": self.local.layout, "complete": self.local.complete,
                       "absent": list(self.absent), "preflight": self.preflight.to_json(),
-                      "claims": None if self.claims_path is None else str(self.claims_path)}
+                      "claims_path": None if self.claims_path is None
+                      else str(self.claims_path),
+                      "claims": None if self.claims is None else self.claims.to_json()}
         doc["path"] = str(self.path)
         return doc
 
@@ -577,8 +583,18 @@ def verify_hub(
                              unsafe_skip_identity=unsafe_skip_identity,
                              source=f"{where}:{SIGNATURE_FILE}", clock=clock)
     manifest = manifest_from_statement(verified.statement)
-    say(f"signature verified: {verified.signer.to_json()}")
-    # TODO(claims): verify claims.jsonl with the claims module once it is in.
+    say(f"signature verified: {verified.signer.kind} {verified.signer.identity}")
+    claims = None
+    if claims_path is not None:
+        from modelsign.verify._claims import verify_claims
+
+        claims = verify_claims(claims_path.parent, manifest.root_hex, claims_file=claims_path,
+                               identities=identities, key=key, cert_chain=cert_chain,
+                               trust=trust, unsafe_skip_identity=unsafe_skip_identity,
+                               clock=clock)
+        say(f"claims: {len(claims.verified)} of {len(claims.claims)} verified")
+        for line in claims.describe_failures():
+            say(f"warning: claim not verified (left out): {line}")
 
     # 2. pre-flight on the Hub's metadata, before any weight is downloaded
     report = preflight(manifest, snap, include=include)
@@ -608,7 +624,7 @@ def verify_hub(
         raise SignatureError("the signature changed during verification", path=where,
                              expected=manifest.root_hex, actual=local.result.root_digest)
     return HubVerification(repo_id, repo_type, snap.revision, snap.commit, path, report, local,
-                           claims_path)
+                           claims_path, claims)
 
 
 def verified_snapshot(

@@ -83,6 +83,7 @@ def test_hf_verify_passes(published: Any, hub: LoopbackHub, tmp_path: Path,
     assert f"verified {published.repo}@{published.commit}" in out.out
     assert "pre-flight: 1 file(s) matched the Hub's sha256" in out.out  # model.safetensors
     assert "(hub-cache)" in out.out
+    assert "claims: 1 of 1 verified" in out.out and "https://slsa.dev/provenance/v1" in out.out
 
 
 def test_hf_verify_pins_everything_to_the_resolved_commit(published: Any, hub: LoopbackHub,
@@ -99,6 +100,9 @@ def test_hf_verify_pins_everything_to_the_resolved_commit(published: Any, hub: L
     # the signature files were fetched before any other file
     assert hub.downloads(published.repo, since=start)[:2] == ["model.sig", "claims.jsonl"]
     assert result.claims_path is not None and result.claims_path.name == "claims.jsonl"
+    assert result.claims is not None and result.claims.ok and len(result.claims.claims) == 1
+    derivation = result.claims.verified[0].derivation
+    assert derivation is not None and derivation.to_json()["relation"] == "finetune"
 
 
 def test_wrong_key_is_refused_before_any_weight_is_downloaded(published: Any, hub: LoopbackHub,
