@@ -1,0 +1,110 @@
+"""Option aliases shared by the commands that hash (``hash``, ``sign``, ``attest``).
+
+Use them as parameter annotations, and turn the values into a spec with
+:func:`hash_spec_from_options`::
+
+    def sign(path: ..., method: MethodOption = Method.files,
+             algorithm: AlgorithmOption = Algorithm.sha256, shard_size: ShardSizeOption = None,
+             ignore_path: IgnorePathOption = None, allow_symlinks: AllowSymlinksOption = False,
+             no_cache: NoCacheOption = False) -> None:
+        spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
+                                      ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
+                                      no_cache=no_cache)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from modelsign.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.hashing._spec import HashSpec
+
+__all__ = [
+    "HASHING_PANEL",
+    "Method",
+    "Algorithm",
+    "MethodOption",
+    "AlgorithmOption",
+    "ShardSizeOption",
+    "IgnorePathOption",
+    "AllowSymlinksOption",
+    "NoCacheOption",
+    "hash_spec_from_options",
+    "normalize_ignore_path",
+]
+
+HASHING_PANEL = "Hashing"
+_DEFAULT_SHARD_SIZE = 1_000_000_000  # = modelsign.hashing.DEFAULT_SHARD_SIZE (checked by a test)
+
+
+class Method(str, Enum):
+    files = "files"
+    shards = "shards"
+
+
+class Algorithm(str, Enum):
+    sha256 = "sha256"
+    blake2b = "blake2b"
+    blake3 = "blake3"
+
+
+MethodOption = Annotated[Method, typer.Option(
+    "--method", help="files: one digest per file; shards: one per byte range of --shard-size "
+    "bytes (zero-byte files have none).", rich_help_panel=HASHING_PANEL)]
+AlgorithmOption = Annotated[Algorithm, typer.Option(
+    "--algorithm", help="Hash of each file or shard (the root digest is always sha256).",
+    rich_help_panel=HASHING_PANEL)]
+ShardSizeOption = Annotated[int | None, typer.Option(
+    "--shard-size", min=1, help=f"Bytes per shard, with --method shards "
+    f"\\[default: {_DEFAULT_SHARD_SIZE}].", rich_help_panel=HASHING_PANEL, show_default=False)]
+IgnorePathOption = Annotated[list[str] | None, typer.Option(
+    "--ignore-path", help="Path relative to PATH to leave out (a directory: all of it); "
+    "repeatable. .git, .gitattributes, .github, .gitignore, model.sig and claims.jsonl are "
+    "always left out.", rich_help_panel=HASHING_PANEL, show_default=False)]
+AllowSymlinksOption = Annotated[bool, typer.Option(
+    "--allow-symlinks", help="Follow symbolic links that stay inside PATH (hashing the target's "
+    "bytes under the link's name) instead of refusing them.", rich_help_panel=HASHING_PANEL)]
+NoCacheOption = Annotated[bool, typer.Option(
+    "--no-cache", help="Read every byte; do not use or update the incremental cache.",
+    rich_help_panel=HASHING_PANEL)]
+
+
+def normalize_ignore_path(p: str) -> str:
+    """``./logs/`` -> ``logs``; refuse absolute paths and ``..`` (ignores stay inside PATH)."""
+    if p.startswith("/") or "\\" in p or "\0" in p:
+        raise InputError(f"--ignore-path {p!r} must be a relative POSIX path",
+                         expected="e.g. 'logs' or 'checkpoints/tmp'", actual=repr(p))
+    parts = [c for c in p.split("/") if c not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InputError(f"--ignore-path {p!r} must name something inside the model",
+                         expected="a relative path without '..'", actual=repr(p))
+    return "/".join(parts)
+
+
+def hash_spec_from_options(
+    *,
+    method: Method | str = Method.files,
+    algorithm: Algorithm | str = Algorithm.sha256,
+    shard_size: int | None = None,
+    ignore_paths: Sequence[str] | None = None,
+    allow_symlinks: bool = False,
+    no_cache: bool = False,
+) -> HashSpec:
+    """The :class:`~modelsign.hashing.HashSpec` the hashing options describe."""
+    from modelsign.hashing._spec import DEFAULT_SHARD_SIZE, HashSpec
+
+    m = method.value if isinstance(method, Method) else method
+    a = algorithm.value if isinstance(algorithm, Algorithm) else algorithm
+    if shard_size is not None and m != "shards":
+        raise InputError("--shard-size only applies to --method shards",
+                         hint="add --method shards, or drop --shard-size")
+    ignores = tuple(dict.fromkeys(normalize_ignore_path(p) for p in ignore_paths or ()))
+    return HashSpec(method=m, algorithm=a,  # type: ignore[arg-type]
+                    shard_size=shard_size if shard_size is not None else DEFAULT_SHARD_SIZE,
+                    ignore_paths=ignores, allow_symlinks=allow_symlinks, use_cache=not no_cache)

@@ -1,0 +1,221 @@
+"""hash_tree: walk, look up the cache, plan tasks, run them, check and assemble the result."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from modelsign.errors import InternalError, PathError
+from modelsign.hashing._engine import (
+    STEP,
+    FileTask,
+    Range,
+    Task,
+    TaskResult,
+    run_task,
+    Scheduler,
+    shard_ranges,
+)
+from modelsign.hashing._progress import Progress, ProgressArg
+from modelsign.hashing._spec import HashSpec
+from modelsign.hashing._walk import FileEntry, walk
+
+__all__ = ["HashResult", "hash_tree", "Digest"]
+
+#: (path, start, end, digest); start and end are None in files mode
+Digest = tuple[str, int | None, int | None, bytes]
+
+#: Ranges longer than this get a task of their own; shorter ones are batched.
+_BATCH_BYTES = 8 << 20
+#: At most this many files per batch (keeps the load balanced on many small files).
+_BATCH_FILES = 128
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    """What :func:`hash_tree` found: the digests, and how much work it took to get them."""
+
+    name: str  #: the artifact name: the directory's final component, or the file name
+    digests: list[Digest]  #: in manifest order (path components, then byte offsets)
+    files: frozenset[str]  #: every regular file hashed or skipped as empty, relative POSIX paths
+    total_bytes: int = 0  #: size of all those files
+    bytes_read: int = 0  #: bytes read and hashed (the rest came from the cache)
+    files_hashed: int = 0  #: files opened and read
+    cache_hits: int = 0  #: files whose digests came from the cache
+
+
+def _sort_key(d: Digest) -> tuple[tuple[str, ...], int, int]:
+    return (tuple(d[0].split("/")), d[1] or 0, d[2] or 0)
+
+
+class _Plan:
+    """Manifest items (numbered), the digests known already, and the tasks for the rest."""
+
+    def __init__(self) -> None:
+        self.labels: list[tuple[str, int | None, int | None]] = []
+        self.digests: list[bytes | None] = []
+        self.tasks: list[Task] = []
+        self.hashed: list[tuple[FileEntry, list[int]]] = []  # files to read, their items
+        self._batch: list[FileTask] = []
+        self._batch_bytes = 0
+
+    def known(self, rel: str, start: int | None, end: int | None, digest: bytes) -> None:
+        self.labels.append((rel, start, end))
+        self.digests.append(digest)
+
+    def add_file(self, algorithm: str, entry: FileEntry, ranges: list[tuple[int, int]],
+                 sharded: bool) -> None:
+        small: list[Range] = []
+        items = []
+        for s, e in ranges:
+            item = len(self.labels)
+            items.append(item)
+            self.labels.append((entry.rel, s, e) if sharded else (entry.rel, None, None))
+            self.digests.append(None)
+            if e - s > _BATCH_BYTES:
+                self.tasks.append(Task(algorithm, (FileTask(entry, (Range(item, s, e),)),)))
+            else:
+                small.append(Range(item, s, e))
+        self.hashed.append((entry, items))
+        if small:
+            self._batch.append(FileTask(entry, tuple(small)))
+            self._batch_bytes += sum(r.end - r.start for r in small)
+            if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
+                self.flush(algorithm)
+
+    def flush(self, algorithm: str) -> None:
+        if self._batch:
+            self.tasks.append(Task(algorithm, tuple(self._batch)))
+            self._batch = []
+            self._batch_bytes = 0
+
+    def fill(self, results: list[TaskResult]) -> int:
+        """Put each result in its place; every planned item must come back exactly once."""
+        nbytes = 0
+        for res in results:
+            nbytes += res.bytes_read
+            for item, digest in res.digests:
+                if not (0 <= item < len(self.digests)) or self.digests[item] is not None:
+                    raise InternalError(f"hashing returned item {item} twice or out of plan",
+                                        hint="please report this bug")
+                self.digests[item] = digest
+        missing = [self.labels[i] for i, d in enumerate(self.digests) if d is None]
+        if missing:
+            raise InternalError(f"hashing lost {len(missing)} planned item(s), e.g. {missing[0]}",
+                                hint="please report this bug")
+        return nbytes
+
+
+def _run(tasks: list[Task], executor: Executor | None, progress: Progress) -> list[TaskResult]:
+    if not tasks:
+        return []
+    tick = progress.advance if progress.active else None
+    if executor is None:
+        workers = max(1, min(os.cpu_count() or 1, len(tasks)))
+        if workers == 1 and len(tasks) == 1 and tasks[0].nbytes <= STEP:
+            res = run_task(tasks[0])
+            if tick:
+                tick(res.bytes_read)
+            return [res]
+        sched = Scheduler(tasks, split=STEP, progress=tick)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as ex:
+            return sched.run(ex, workers)
+    # any executor: pure tasks, longest first so the last ones to finish are short
+    ordered = sorted(tasks, key=lambda t: t.cost, reverse=True)
+    futures = [executor.submit(run_task, t) for t in ordered]
+    out = []
+    try:
+        for f in futures:
+            res = f.result()
+            if tick:
+                tick(res.bytes_read)
+            out.append(res)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    return out
+
+
+def hash_tree(
+    root: str | os.PathLike[str],
+    spec: HashSpec,
+    *,
+    executor: Executor | None = None,
+    progress: ProgressArg = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> HashResult:
+    """Hash the artifact at ``root`` (a directory, or a single file) as ``spec`` says.
+
+    ``executor`` runs the tasks (any ``concurrent.futures.Executor``; by default a thread pool
+    with one thread per CPU and time-sliced long ranges). ``progress``: None shows a bar when
+    stderr is a terminal, True/False force it, a callable receives byte counts. ``cache_dir``
+    overrides where the incremental cache lives (``spec.use_cache=False`` bypasses it).
+    ``clock`` (ns since the epoch) decides which files are too recently changed to be cached.
+
+    Raises :class:`~modelsign.errors.PathError` / ``SymlinkError`` for unusable input,
+    :class:`~modelsign.errors.FileChangedError` when a file changes while it is hashed.
+    """
+    started = clock()
+    tree = walk(root, spec)
+    sharded = spec.method == "shards"
+    cache = None
+    cached: dict[str, list[tuple[int | None, int | None, bytes]]] = {}
+    if spec.use_cache and tree.entries:
+        from modelsign.hashing._cache import Cache
+
+        cache = Cache.open(cache_dir)
+        if cache is not None:
+            cached = cache.lookup(tree.root, tree.entries, single_file=tree.single_file,
+                                  algorithm=spec.algorithm, method=spec.method,
+                                  shard_size=spec.shard_size)
+    try:
+        plan = _Plan()
+        for entry in tree.entries:
+            hit = cached.get(entry.rel)
+            if hit is not None:
+                for s, e, d in hit:
+                    plan.known(entry.rel, s, e, d)
+                continue
+            if sharded:
+                ranges = shard_ranges(entry.size, spec.shard_size)
+                if not ranges:
+                    continue  # OMS: zero-byte files have no shard (still in ``files``)
+            else:
+                ranges = [(0, entry.size)]
+            plan.add_file(spec.algorithm, entry, ranges, sharded)
+        plan.flush(spec.algorithm)
+        if not plan.labels:
+            what = "no non-empty file (shards mode lists none)" if tree.entries else "no file"
+            raise PathError(f"contains {what} to hash", path=os.fspath(root),
+                            expected=">= 1 file", actual=f"{len(tree.entries)} file(s)",
+                            hint="check the path and the --ignore-path options")
+        total = sum(t.nbytes for t in plan.tasks)
+        with Progress(progress, total) as bar:
+            results = _run(plan.tasks, executor, bar)
+        bytes_read = plan.fill(results)
+        if cache is not None and plan.hashed:
+            cache.store(
+                ((e, [(plan.labels[i][1], plan.labels[i][2], plan.digests[i]) for i in items])
+                 for e, items in plan.hashed),  # type: ignore[misc]
+                algorithm=spec.algorithm, method=spec.method, shard_size=spec.shard_size,
+                now_ns=started)
+    finally:
+        if cache is not None:
+            cache.close()
+    digests: list[Digest] = [(rel, s, e, d) for (rel, s, e), d in zip(plan.labels, plan.digests)
+                             if d is not None]
+    digests.sort(key=_sort_key)
+    return HashResult(
+        name=tree.name,
+        digests=digests,
+        files=frozenset(e.rel for e in tree.entries),
+        total_bytes=sum(e.size for e in tree.entries),
+        bytes_read=bytes_read,
+        files_hashed=len(plan.hashed),
+        cache_hits=len(cached),
+    )
