@@ -30,9 +30,10 @@ _SAN_OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")  # Fulcio "username" 
 _MAX_PATTERN = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Identity:
-    """Who may have signed: ``issuer`` and exactly one of ``identity`` / ``identity_regex``.
+    """Who may have signed: ``issuer`` and exactly one of ``identity`` / ``identity_regex``
+    (keyword arguments only, so an identity cannot be passed where the issuer goes).
 
     ``identity`` is compared for equality with a Subject Alternative Name of the certificate (an
     e-mail address, a URI such as a GitHub workflow ref, or Fulcio's username other name).
