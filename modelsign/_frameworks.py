@@ -89,7 +89,7 @@ def _torch_module(import_torch: bool) -> ModuleType | None:
         return None
     try:
         import torch
-    except Exception:  # noqa: BLE001 - a broken torch install only means "no hardware info"
+    except Exception:
         return None
     return torch
 
@@ -120,7 +120,7 @@ def detect_accelerators(
             for i in range(int(torch.cuda.device_count())):
                 name = str(torch.cuda.get_device_name(i))
                 counts[name] = counts.get(name, 0) + 1
-    except Exception:  # noqa: BLE001 - driver errors: record no CUDA devices
+    except Exception:
         pass
     try:
         xpu = getattr(torch, "xpu", None)
@@ -128,13 +128,13 @@ def detect_accelerators(
             for i in range(int(xpu.device_count())):
                 name = str(xpu.get_device_name(i))
                 counts[name] = counts.get(name, 0) + 1
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     try:
         mps = getattr(getattr(torch, "backends", None), "mps", None)
         if mps is not None and mps.is_available():
             counts["Apple MPS"] = counts.get("Apple MPS", 0) + 1
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     accelerators = tuple(Accelerator(n, c) for n, c in sorted(counts.items()) if n)
     return accelerators, tuple(runtimes)

@@ -49,9 +49,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CLAIMS_FILE",
-    "MAX_CLAIM_LINE_BYTES",
     "MAX_CLAIMS_FILE_BYTES",
     "MAX_CLAIM_LINES",
+    "MAX_CLAIM_LINE_BYTES",
     "Claim",
     "ClaimInfo",
     "ClaimLine",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -18,43 +18,53 @@ from modelsign.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from modelsign.claims import ClaimInfo, ClaimsFile, ParentVerifier
 
-_ATTEST_HELP = """Sign a derivation claim about a model (or dataset) and append it to PATH/claims.jsonl.
+_ATTEST_HELP = (
+    "Sign a derivation claim about a model (or dataset) and append it to "
+    "PATH/claims.jsonl.\n\n"
+    "The claim is an in-toto statement with an SLSA Provenance v1 predicate (buildType "
+    "https://modelsign.dev/buildtypes/derivation/v1) whose subject is PATH's root digest: how "
+    "PATH was derived (--relation, --method, --param, --config), from which base models and "
+    "datasets (by *their* root digests), with which code, and the frameworks of the running "
+    "environment (python, torch, transformers, ... from installed package metadata; CUDA and "
+    "accelerators when torch can tell). It is signed like model.sig (same signer options) and "
+    "appended as one line: earlier lines are never rewritten, and concurrent appends do not "
+    "interleave.\n\n"
+    "A REF (--base-model, --dataset) is one of:\n\n"
+    "  a local directory: its model.sig is verified with the --parent-* options and its root "
+    "digest taken from it; with no signature the directory is hashed and recorded as "
+    "unsigned;\n\n"
+    "  sha256:<hex> (with --uri, or inline as sha256:<hex>=<uri>);\n\n"
+    "  hf://org/name@<40-hex commit> or hf://datasets/org/name@<commit>: recorded with the "
+    "revision (digest.gitCommit), never fetched.\n\n"
+    "Examples:\n\n"
+    "  modelsign attest ./ft --relation finetune --method lora --param lora_r=16 "
+    "--base-model ./base --dataset ./chat --dataset-split train --key release.pem "
+    "--parent-key release.pub\n\n"
+    "  modelsign attest ./ft --relation finetune --base-model hf://acme/base-7b@<commit> "
+    "--dataset hf://datasets/acme/chat@<commit> --code https://github.com/acme/train@<commit>"
+    "\n\n"
+    "  modelsign attest ./merged --relation merge --base-model ./a --base-model ./b "
+    "--parent-identity ml@acme.example --parent-issuer https://accounts.google.com\n\n"
+    "  modelsign attest ./q4 --relation quantized --method gptq --base-model sha256:<hex> "
+    "--uri https://models.acme.example/base --framework auto-gptq==0.7.1\n\n"
+    "Exit codes: 0 claim written, 1 a parent's signature does not verify, 2 bad input, "
+    "3 internal error.\n"
+)
 
-The claim is an in-toto statement with an SLSA Provenance v1 predicate (buildType https://modelsign.dev/buildtypes/derivation/v1) whose subject is PATH's root digest: how PATH was derived (--relation, --method, --param, --config), from which base models and datasets (by *their* root digests), with which code, and the frameworks of the running environment (python, torch, transformers, ... read from installed package metadata; CUDA and accelerators when torch can tell). It is signed like model.sig (same signer options) and appended as one line: earlier lines are never rewritten, and concurrent appends do not interleave.
-
-A REF (--base-model, --dataset) is one of:
-
-  a local directory: its signature (model.sig) is verified with the --parent-* options and its root digest taken from it; with no signature the directory is hashed and recorded as unsigned;
-
-  sha256:<hex> (with --uri, or inline as sha256:<hex>=<uri>);
-
-  hf://org/name@<40-hex commit> or hf://datasets/org/name@<commit>: recorded with the revision (digest.gitCommit), never fetched.
-
-Examples:
-
-  modelsign attest ./my-finetune --relation finetune --method lora --param lora_r=16 --base-model ./base --dataset ./chat-data --dataset-split train --key release.pem --parent-key release.pub
-
-  modelsign attest ./my-finetune --relation finetune --base-model hf://acme/base-7b@0123456789abcdef0123456789abcdef01234567 --dataset hf://datasets/acme/chat@89abcdef0123456789abcdef0123456789abcdef --code https://github.com/acme/train@fedcba9876543210fedcba9876543210fedcba98
-
-  modelsign attest ./merged --relation merge --base-model ./a --base-model ./b --parent-identity ml@acme.example --parent-issuer https://accounts.google.com
-
-  modelsign attest ./q4 --relation quantized --method gptq --base-model sha256:<64 hex> --uri https://models.acme.example/base --framework auto-gptq==0.7.1
-
-Exit codes: 0 claim written, 1 a parent's signature does not verify, 2 bad input, 3 internal error.
-"""
-
-_CLAIMS_HELP = """Print the claims of a model (or dataset) as they are written, verifying nothing.
-
-Each line of PATH/claims.jsonl is shown with its line number: predicate type, subject, the signer the bundle names (unverified), and for derivation claims the relation, base models, datasets, code and frameworks. Lines that cannot be read are shown with the reason. To *verify* claims (signatures, signers, and that each subject is this artifact), use modelsign verify.
-
-Examples:
-
-  modelsign claims ./my-finetune
-
-  modelsign claims ./my-finetune --format json | jq '.claims[].derivation.frameworks'
-
-Exit codes: 0 printed (even when some lines are unreadable), 2 bad input, 3 internal error.
-"""
+_CLAIMS_HELP = (
+    "Print the claims of a model (or dataset) as they are written, verifying nothing.\n\n"
+    "Each line of PATH/claims.jsonl is shown with its line number: predicate type, subject, "
+    "the signer the bundle names (unverified), and for derivation claims the relation, base "
+    "models, datasets, code and frameworks. Lines that cannot be read are shown with the "
+    "reason. To *verify* claims (signatures, signers, and that each subject is this "
+    "artifact), use modelsign verify.\n\n"
+    "Examples:\n\n"
+    "  modelsign claims ./my-finetune\n\n"
+    "  modelsign claims ./my-finetune --format json | jq '.claims[].derivation.frameworks'"
+    "\n\n"
+    "Exit codes: 0 printed (even when some lines are unreadable), 2 bad input, 3 internal "
+    "error.\n"
+)
 
 _DERIVATION = "Derivation"
 _PARENTS = "Parents and inputs"
@@ -65,13 +75,13 @@ _PARENT_ID = "Verifying local parents"
 _ORDER_KEY = "modelsign.attest.option_order"
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 
 
 class _AttestCommand(TyperCommand):
-    """Remembers the command-line order of options, to pair --parent-identity with --parent-issuer."""
+    """Remembers the command-line order of options (pairs --parent-identity, --parent-issuer)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not ctx.resilient_parsing:
@@ -139,62 +149,62 @@ def attest(
         "--relation", help="pretrain, finetune, adapter, merge, quantized, distillation, "
         "continued_pretraining, pruning, format_conversion or other.",
         rich_help_panel=_DERIVATION, show_default=False)],
-    method: Annotated[Optional[str], typer.Option(
+    method: Annotated[str | None, typer.Option(
         "--method", help="The technique (free text): lora, sft, dpo, gptq, ...",
         rich_help_panel=_DERIVATION, show_default=False)] = None,
-    param: Annotated[Optional[list[str]], typer.Option(
+    param: Annotated[list[str] | None, typer.Option(
         "--param", help="KEY=VALUE hyper-parameter, recorded as a string; repeatable.",
         rich_help_panel=_DERIVATION, show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         "--config", help="Training config or recipe file, recorded by name and SHA-256.",
         rich_help_panel=_DERIVATION, show_default=False)] = None,
-    base_model: Annotated[Optional[list[str]], typer.Option(
+    base_model: Annotated[list[str] | None, typer.Option(
         "--base-model", help="Parent model REF; repeatable (a merge has several).",
         rich_help_panel=_PARENTS, show_default=False)] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option(
+    dataset: Annotated[list[str] | None, typer.Option(
         "--dataset", help="Dataset REF; repeatable.", rich_help_panel=_PARENTS,
         show_default=False)] = None,
-    dataset_split: Annotated[Optional[str], typer.Option(
+    dataset_split: Annotated[str | None, typer.Option(
         "--dataset-split", help="The split of the datasets used (train, ...).",
         rich_help_panel=_PARENTS, show_default=False)] = None,
-    uri: Annotated[Optional[str], typer.Option(
+    uri: Annotated[str | None, typer.Option(
         "--uri", help="URI of the one sha256:<hex> REF (several: write sha256:<hex>=<uri>).",
         rich_help_panel=_PARENTS, show_default=False)] = None,
-    code: Annotated[Optional[str], typer.Option(
+    code: Annotated[str | None, typer.Option(
         "--code", help="Training code as URI@COMMIT (40-hex git commit).",
         rich_help_panel=_PARENTS, show_default=False)] = None,
-    framework: Annotated[Optional[list[str]], typer.Option(
+    framework: Annotated[list[str] | None, typer.Option(
         "--framework", help="NAME==VERSION: add or override a framework (cuda==12.4 sets the "
         "runtime); repeatable.", rich_help_panel=_ENV, show_default=False)] = None,
     no_hardware: Annotated[bool, typer.Option(
         "--no-hardware", help="Do not import torch to read CUDA and accelerators (faster).",
         rich_help_panel=_ENV)] = False,
-    builder_id: Annotated[Optional[str], typer.Option(
+    builder_id: Annotated[str | None, typer.Option(
         "--builder-id", help="URI of who ran the derivation \\[default: "
         "https://modelsign.dev/builders/local/v1].", rich_help_panel=_ENV,
         show_default=False)] = None,
-    started_on: Annotated[Optional[str], typer.Option(
+    started_on: Annotated[str | None, typer.Option(
         "--started-on", help="When the run started (ISO 8601 with time zone).",
         rich_help_panel=_ENV, show_default=False)] = None,
-    finished_on: Annotated[Optional[str], typer.Option(
+    finished_on: Annotated[str | None, typer.Option(
         "--finished-on", help="When the run finished (ISO 8601 with time zone).",
         rich_help_panel=_ENV, show_default=False)] = None,
-    invocation_id: Annotated[Optional[str], typer.Option(
+    invocation_id: Annotated[str | None, typer.Option(
         "--invocation-id", help="The run's id (CI job URL, experiment id, ...).",
         rich_help_panel=_ENV, show_default=False)] = None,
-    key: Annotated[Optional[Path], typer.Option(
+    key: Annotated[Path | None, typer.Option(
         "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
         rich_help_panel=_SIGN_KEY, show_default=False)] = None,
-    password_file: Annotated[Optional[Path], typer.Option(
+    password_file: Annotated[Path | None, typer.Option(
         "--password-file", help="File holding the --key password.", rich_help_panel=_SIGN_KEY,
         show_default=False)] = None,
-    cert: Annotated[Optional[Path], typer.Option(
+    cert: Annotated[Path | None, typer.Option(
         "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_SIGN_KEY,
         show_default=False)] = None,
-    chain: Annotated[Optional[list[Path]], typer.Option(
+    chain: Annotated[list[Path] | None, typer.Option(
         "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
         rich_help_panel=_SIGN_KEY, show_default=False)] = None,
-    identity_token: Annotated[Optional[str], typer.Option(
+    identity_token: Annotated[str | None, typer.Option(
         "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
         rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
     oauth_force_oob: Annotated[bool, typer.Option(
@@ -203,30 +213,30 @@ def attest(
     staging: Annotated[bool, typer.Option(
         "--staging", help="Sign with Sigstore's staging instance (for tests).",
         rich_help_panel=_SIGN_KEYLESS)] = False,
-    trust_config: Annotated[Optional[Path], typer.Option(
+    trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
         rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
-    parent_identity: Annotated[Optional[list[str]], typer.Option(
+    parent_identity: Annotated[list[str] | None, typer.Option(
         "--parent-identity", help="Who may have signed local parents (exact SAN); each with a "
         "--parent-issuer.", rich_help_panel=_PARENT_ID, show_default=False)] = None,
-    parent_identity_regex: Annotated[Optional[list[str]], typer.Option(
+    parent_identity_regex: Annotated[list[str] | None, typer.Option(
         "--parent-identity-regex", help="Regex searched in the parent signer's SAN (anchor "
         "it); each with a --parent-issuer.", rich_help_panel=_PARENT_ID,
         show_default=False)] = None,
-    parent_issuer: Annotated[Optional[list[str]], typer.Option(
+    parent_issuer: Annotated[list[str] | None, typer.Option(
         "--parent-issuer", help="OIDC issuer of the parent identity option it pairs with.",
         rich_help_panel=_PARENT_ID, show_default=False)] = None,
-    parent_key: Annotated[Optional[Path], typer.Option(
+    parent_key: Annotated[Path | None, typer.Option(
         "--parent-key", help="Public key (PEM) local parents must be signed with.",
         rich_help_panel=_PARENT_ID, show_default=False)] = None,
-    parent_cert_chain: Annotated[Optional[list[Path]], typer.Option(
+    parent_cert_chain: Annotated[list[Path] | None, typer.Option(
         "--parent-cert-chain", help="CA certificate(s) (PEM) parents' signing certificates "
         "must chain to.", rich_help_panel=_PARENT_ID, show_default=False)] = None,
-    parent_trusted_root: Annotated[Optional[Path], typer.Option(
+    parent_trusted_root: Annotated[Path | None, typer.Option(
         "--parent-trusted-root", help="Sigstore trusted_root.json for keyless parents "
         "\\[default: the production root].", rich_help_panel=_PARENT_ID,
         show_default=False)] = None,
-    parent_trust_config: Annotated[Optional[Path], typer.Option(
+    parent_trust_config: Annotated[Path | None, typer.Option(
         "--parent-trust-config", help="Sigstore ClientTrustConfig JSON for keyless parents.",
         rich_help_panel=_PARENT_ID, show_default=False)] = None,
 ) -> None:

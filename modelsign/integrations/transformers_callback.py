@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelsign.hashing._spec import HashSpec
     from modelsign.signing import Signer
 
-__all__ = ["ProvenanceCallback", "TRAINING_ARGUMENTS_RECORDED"]
+__all__ = ["TRAINING_ARGUMENTS_RECORDED", "ProvenanceCallback"]
 
 #: ``TrainingArguments`` fields recorded as params (when set).
 TRAINING_ARGUMENTS_RECORDED: tuple[str, ...] = (

@@ -1,4 +1,4 @@
-"""Pydantic models of the derivation predicate's parts we define, and the JSON Schemas made from them.
+"""Pydantic models of the parts of the derivation predicate we define, and their JSON Schemas.
 
 The derivation predicate is SLSA Provenance v1 with buildType
 ``https://modelsign.dev/buildtypes/derivation/v1``. SLSA leaves two things to the buildType:
@@ -27,28 +27,28 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, SkipJsonSc
 from pydantic_core import core_schema
 
 __all__ = [
-    "DERIVATION_BUILD_TYPE",
-    "SLSA_PROVENANCE_V1",
-    "Relation",
-    "RELATIONS",
-    "HUB_BASE_MODEL_RELATION",
-    "DependencyRole",
-    "DEPENDENCY_ROLES",
-    "BuilderRole",
-    "ROLE_KEY",
-    "SIGNED_KEY",
-    "SPLIT_KEY",
     "COUNT_KEY",
-    "DigestSet",
-    "ConfigReference",
-    "DerivationExternalParameters",
-    "DependencyAnnotations",
-    "BuilderDependencyAnnotations",
-    "DerivationAnnotations",
+    "DEPENDENCY_ROLES",
+    "DERIVATION_BUILD_TYPE",
+    "HUB_BASE_MODEL_RELATION",
+    "RELATIONS",
+    "ROLE_KEY",
     "SCHEMA_FILES",
+    "SIGNED_KEY",
+    "SLSA_PROVENANCE_V1",
+    "SPLIT_KEY",
+    "BuilderDependencyAnnotations",
+    "BuilderRole",
+    "ConfigReference",
+    "DependencyAnnotations",
+    "DependencyRole",
+    "DerivationAnnotations",
+    "DerivationExternalParameters",
+    "DigestSet",
+    "Relation",
+    "check_schemas",
     "schemas",
     "write_schemas",
-    "check_schemas",
 ]
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -108,7 +108,7 @@ class DigestSet(_Wire):
     """An in-toto DigestSet restricted to what we write: ``sha256`` and/or ``gitCommit``."""
 
     sha256: Sha256Hex | SkipJsonSchema[None] = None
-    gitCommit: GitCommit | SkipJsonSchema[None] = None  # noqa: N815 - the in-toto spelling
+    gitCommit: GitCommit | SkipJsonSchema[None] = None
 
 
 class ConfigReference(_Wire):

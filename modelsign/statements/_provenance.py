@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote
@@ -96,7 +96,8 @@ class Framework:
         if self.uri_override is not None:
             return self.uri_override
         # purl: the version is percent-encoded ("2.6.0+cu124" -> "2.6.0%2Bcu124").
-        return f"pkg:{self.purl_type}/{quote(self.name, safe='')}@{quote(self.version or '', safe='')}"
+        name, version = quote(self.name, safe=""), quote(self.version or "", safe="")
+        return f"pkg:{self.purl_type}/{name}@{version}"
 
     @classmethod
     def from_uri(cls, uri: str, *, name: str | None = None) -> Framework:
@@ -179,7 +180,7 @@ def _utc(what: str, value: datetime | None) -> datetime | None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InputError(f"{what} needs a time zone", expected="e.g. 2025-01-31T12:00:00Z",
                          actual=value.isoformat())
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _descriptor(dep: Dependency) -> ResourceDescriptor:
@@ -310,23 +311,23 @@ class _RD(_Wire):
 
 
 class _BuildDefinition(_Wire):
-    buildType: str = Field(max_length=_MAX_TEXT)  # noqa: N815 - SLSA spelling
-    externalParameters: dict[str, Any]  # noqa: N815
-    resolvedDependencies: list[_RD] = Field(default_factory=list,  # noqa: N815
+    buildType: str = Field(max_length=_MAX_TEXT)
+    externalParameters: dict[str, Any]
+    resolvedDependencies: list[_RD] = Field(default_factory=list,
                                             max_length=MAX_DEPENDENCIES)
 
 
 class _Builder(_Wire):
     id: str = Field(max_length=_MAX_TEXT)
     version: dict[str, str] = Field(default_factory=dict, max_length=256)
-    builderDependencies: list[_RD] = Field(default_factory=list,  # noqa: N815
+    builderDependencies: list[_RD] = Field(default_factory=list,
                                            max_length=MAX_DEPENDENCIES)
 
 
 class _Metadata(_Wire):
-    invocationId: str | None = Field(default=None, max_length=_MAX_TEXT)  # noqa: N815
-    startedOn: AwareDatetime | None = None  # noqa: N815
-    finishedOn: AwareDatetime | None = None  # noqa: N815
+    invocationId: str | None = Field(default=None, max_length=_MAX_TEXT)
+    startedOn: AwareDatetime | None = None
+    finishedOn: AwareDatetime | None = None
 
 
 class _RunDetails(_Wire):
@@ -335,8 +336,8 @@ class _RunDetails(_Wire):
 
 
 class _Predicate(_Wire):
-    buildDefinition: _BuildDefinition  # noqa: N815
-    runDetails: _RunDetails  # noqa: N815
+    buildDefinition: _BuildDefinition
+    runDetails: _RunDetails
 
 
 def _first_error(e: ValidationError) -> str:

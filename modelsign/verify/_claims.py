@@ -26,8 +26,13 @@ from modelsign.verify._result import Signer, VerifiedStatement
 from modelsign.verify._signature import select_mode, verify_bundle
 from modelsign.verify._trust import Trust
 
-__all__ = ["ClaimResult", "ClaimStatus", "ClaimsReport", "verify_claims",
-           "CLAIMS_REPORT_SCHEMA_ID"]
+__all__ = [
+    "CLAIMS_REPORT_SCHEMA_ID",
+    "ClaimResult",
+    "ClaimStatus",
+    "ClaimsReport",
+    "verify_claims",
+]
 
 ClaimStatus = Literal["ok", "failed"]
 CLAIMS_REPORT_SCHEMA_ID = "https://modelsign.dev/schemas/claims-report/v1"

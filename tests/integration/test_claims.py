@@ -7,6 +7,7 @@ client and verifier), the real CLI, real files; nothing of ours is mocked.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.metadata
 import json
 import platform
@@ -45,15 +46,12 @@ def _dataset(path: Path) -> Path:
 def _installed() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in DEFAULT_PACKAGES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 
 def _ok(*args: str | Path) -> str:
-    import contextlib
     import io
 
     out, err = io.StringIO(), io.StringIO()
@@ -204,7 +202,7 @@ def _flip_payload_byte(line: bytes) -> bytes:
     j = next(k for k in range(len(old_b64)) if old_b64[k] != new_b64[k])
     edited_line = line.replace(old_b64.encode(), new_b64.encode())
     # exactly one byte of the base64 text differs? (base64 spreads a byte over 2 characters)
-    assert sum(a != b for a, b in zip(line, edited_line)) <= 2 and j >= 0
+    assert sum(a != b for a, b in zip(line, edited_line, strict=True)) <= 2 and j >= 0
     return edited_line
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ def test_a_thousand_key_signed_claims_verify_well_under_a_second_per_hundred(
     signer = KeySigner.from_pem_file(kp.private)
     m = _model(tmp_path / "m")
     root = hash_model(m).root_hex
-    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
     frameworks = [Framework("python", "3.11.9", "generic"), Framework("torch", "2.6.0"),
                   Framework("transformers", "4.50.0"), Framework("peft", "0.15.0")]
     lines = []
@@ -99,7 +99,7 @@ def test_two_attest_processes_at_once_give_two_valid_claims(tmp_path: Path) -> N
                               stderr=subprocess.PIPE)
              for rel in ("finetune", "quantized")]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
     report = verify_claims(m, hash_model(m).root_hex, key=kp.public)
     assert report.ok, report.describe_failures()

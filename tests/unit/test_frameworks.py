@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
 from types import SimpleNamespace
@@ -22,10 +23,8 @@ from modelsign.statements._provenance import Accelerator, Framework
 def _installed() -> dict[str, str]:
     out = {}
     for pkg in DEFAULT_PACKAGES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -77,7 +76,7 @@ def test_no_torch_import_when_told_not_to() -> None:
 class _FakeCuda:
     """A stand-in for torch.cuda on a machine with two kinds of GPU (third-party API, not ours)."""
 
-    names = ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA L4"]
+    names = ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA L4")
 
     def is_available(self) -> bool:
         return True

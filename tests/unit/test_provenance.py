@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -34,7 +34,7 @@ ROOT = "a" * 64
 BASE = "b" * 64
 DATA = "c" * 64
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _full(**kw: object):
@@ -47,7 +47,8 @@ def _full(**kw: object):
             Dependency("dataset", uri="hf://datasets/acme/chat",
                        digest={"gitCommit": "e" * 40}, signed=False, split="train"),
             Dependency("dataset", name="local-data", digest={"sha256": DATA}, signed=True),
-            Dependency("code", uri="git+https://github.com/acme/train", digest={"gitCommit": "f" * 40}),
+            Dependency("code", uri="git+https://github.com/acme/train",
+                       digest={"gitCommit": "f" * 40}),
         ],
         frameworks=[Framework("torch", "2.6.0+cu124"), Framework("python", "3.11.9", "generic")],
         builder_id="https://ci.acme.example/runners/gpu",
@@ -84,7 +85,8 @@ def test_view_carries_every_part() -> None:
     v = parse_provenance(_full())
     assert v.subject_digest == ROOT and v.relation == "finetune" and v.method == "lora"
     assert [d.sha256 for d in v.base_models] == [BASE] and v.base_models[0].signed is True
-    assert [(d.uri, d.git_commit, d.split, d.signed) for d in v.datasets][0] == \
+    d0 = v.datasets[0]
+    assert (d0.uri, d0.git_commit, d0.split, d0.signed) == \
         ("hf://datasets/acme/chat", "e" * 40, "train", False)
     assert v.datasets[1].sha256 == DATA
     assert v.code[0].git_commit == "f" * 40
@@ -168,7 +170,8 @@ def test_unknown_fields_and_roles_are_kept_not_refused() -> None:
     def edit(o: dict) -> None:  # type: ignore[type-arg]
         bd = o["predicate"]["buildDefinition"]
         bd["externalParameters"]["futureField"] = {"x": 1}
-        bd["resolvedDependencies"].append({"uri": "oci://x", "annotations": {"modelsign.role": "container"}})
+        bd["resolvedDependencies"].append({"uri": "oci://x",
+                                           "annotations": {"modelsign.role": "container"}})
         bd["resolvedDependencies"].append({"uri": "https://other.example"})
         bd["resolvedDependencies"][0]["annotations"]["vendor.note"] = "hi"
         o["predicate"]["runDetails"]["byproducts"] = [{"name": "log"}]
@@ -180,7 +183,8 @@ def test_unknown_fields_and_roles_are_kept_not_refused() -> None:
 
 @pytest.mark.parametrize("edit, words", [
     (lambda o: o.__setitem__("predicateType", "https://example.com/other"), "not SLSA"),
-    (lambda o: o["predicate"]["buildDefinition"].__setitem__("buildType", "https://x"), "buildType"),
+    (lambda o: o["predicate"]["buildDefinition"].__setitem__("buildType", "https://x"),
+     "buildType"),
     (lambda o: o["predicate"]["buildDefinition"]["externalParameters"].__setitem__(
         "relation", "sideload"), "externalParameters"),
     (lambda o: o["predicate"]["buildDefinition"]["resolvedDependencies"][0].__setitem__(

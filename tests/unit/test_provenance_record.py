@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def _base(tmp_path: Path, keys: KeyPair) -> Path:
 def test_record_writes_a_claim_with_the_run_times(tmp_path: Path, keys: KeyPair) -> None:
     base = _base(tmp_path, keys)
     out = tmp_path / "out"
-    ticks = _ticks(datetime(2025, 5, 1, 8, tzinfo=timezone.utc), timedelta(hours=2))
+    ticks = _ticks(datetime(2025, 5, 1, 8, tzinfo=UTC), timedelta(hours=2))
     with record(out, signer=KeySigner.from_pem_file(keys.private), relation="finetune",
                 method="sft", base_models=[base], params={"epochs": 1},
                 parent_verifier=ParentVerifier(key=keys.public), import_torch=False,
@@ -54,8 +54,8 @@ def test_record_writes_a_claim_with_the_run_times(tmp_path: Path, keys: KeyPair)
     assert report.ok, report.describe_failures()
     v = report.claims[0].derivation
     assert v is not None and v.params == {"epochs": "1", "final_step": "100"}
-    assert v.started_on == datetime(2025, 5, 1, 8, tzinfo=timezone.utc)
-    assert v.finished_on == datetime(2025, 5, 1, 10, tzinfo=timezone.utc)
+    assert v.started_on == datetime(2025, 5, 1, 8, tzinfo=UTC)
+    assert v.finished_on == datetime(2025, 5, 1, 10, tzinfo=UTC)
     assert v.base_models[0].signed is True
 
 
@@ -63,20 +63,20 @@ def test_record_writes_nothing_when_the_block_fails(tmp_path: Path, keys: KeyPai
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text("{}")
-    with pytest.raises(RuntimeError, match="OOM"):
-        with record(out, signer=KeySigner.from_pem_file(keys.private), relation="finetune",
-                    import_torch=False):
-            raise RuntimeError("CUDA OOM")
+    with pytest.raises(RuntimeError, match="OOM"), record(
+            out, signer=KeySigner.from_pem_file(keys.private), relation="finetune",
+            import_torch=False):
+        raise RuntimeError("CUDA OOM")
     assert not read_claims(out).exists
 
 
 def test_record_checks_parents_before_the_block_runs(tmp_path: Path, keys: KeyPair) -> None:
     base = _base(tmp_path, keys)
     ran = []
-    with pytest.raises(InputError, match="nobody said who may sign it"):
-        with record(tmp_path / "out", signer=KeySigner.from_pem_file(keys.private),
-                    relation="finetune", base_models=[base], import_torch=False):
-            ran.append(True)
+    with pytest.raises(InputError, match="nobody said who may sign it"), record(
+            tmp_path / "out", signer=KeySigner.from_pem_file(keys.private),
+            relation="finetune", base_models=[base], import_torch=False):
+        ran.append(True)
     assert ran == []
 
 
@@ -145,7 +145,7 @@ def test_trainer_callback_events_without_a_trainer(tmp_path: Path, keys: KeyPair
                            max_steps=-1, per_device_train_batch_size=8, seed=42, bf16=False,
                            lr_scheduler_type=SimpleNamespace(value="linear"))
     state, control = TrainerState(), TrainerControl()
-    ticks = _ticks(datetime(2025, 6, 1, tzinfo=timezone.utc), timedelta(minutes=30))
+    ticks = _ticks(datetime(2025, 6, 1, tzinfo=UTC), timedelta(minutes=30))
     cb = ProvenanceCallback(signer=KeySigner.from_pem_file(keys.private), method="sft",
                             base_models=[base], parent_verifier=ParentVerifier(key=keys.public),
                             params={"note": "unit"}, clock=lambda: next(ticks))
