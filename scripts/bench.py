@@ -980,6 +980,7 @@ def run_spec(ctx: Ctx, spec: Spec) -> dict[str, Any]:
         "pct_of_ceiling": None, "ratio_vs_peer": None, "peak_rss_mb": None,
         "resident_fraction": [], "digest": None, "digest_matches_peer": None,
     }
+    row["loadavg_1min"] = os.getloadavg()[0]  # other work on the machine skews the numbers
     samples: list[Sample] = []
     reps = spec.reps or ctx.args.repeat
     t_row = time.perf_counter()
