@@ -281,14 +281,6 @@ class _Run:
                     return True
             return False
 
-        if rules.deny:
-            bad = [f"{label(d)} ({c.where()})" for c, d in datasets if hits(rules.deny, d)]
-            if bad:
-                self.add(("datasets", "deny"), "fail",
-                         f"the provenance names denied dataset(s): {_some(bad)}")
-            else:
-                self.add(("datasets", "deny"), "pass",
-                         f"none of the {len(datasets)} dataset(s) is denied")
         if rules.allow is not None:
             bad = [f"{label(d)} ({c.where()})" for c, d in datasets
                    if not hits(rules.allow, d)]
@@ -299,6 +291,14 @@ class _Run:
             else:
                 self.add(("datasets", "allow"), "pass",
                          f"all {len(datasets)} dataset(s) are allowed")
+        if rules.deny:
+            bad = [f"{label(d)} ({c.where()})" for c, d in datasets if hits(rules.deny, d)]
+            if bad:
+                self.add(("datasets", "deny"), "fail",
+                         f"the provenance names denied dataset(s): {_some(bad)}")
+            else:
+                self.add(("datasets", "deny"), "pass",
+                         f"none of the {len(datasets)} dataset(s) is denied")
         if rules.require_signed:
             lineage = self.facts.lineage
             states = {n.digest: n for n in lineage.nodes if n.role == "dataset"}
@@ -354,11 +354,15 @@ class _Run:
         if rules.allowed_relations is not None:
             loc = ("lineage", "allowedRelations")
             allowed = set(rules.allowed_relations)
-            edges = [(f"this model ({c.where()})", v.relation)
+            root = self.facts.root_digest
+            labels = {n.digest: n.label() for n in lin.models}
+            # The model's own steps come from its verified claims; the ancestors' from lineage.
+            edges = [(f"this model ({c.where()})", v.relation, "its base model(s)")
                      for c, v in self.facts.derivations if v.base_models]
-            edges += [(f"the child of {n.label()}", n.relation) for n in lin.models
-                      if n.relation is not None]
-            bad = [f"{who} is a {rel} derivation" for who, rel in edges if rel not in allowed]
+            edges += [(labels.get(n.child, f"sha256:{n.child[:12]}..."), n.relation, n.label())
+                      for n in lin.models if n.relation is not None and n.child != root]
+            bad = [f"{child} is a {rel} of {parent}" for child, rel, parent in edges
+                   if rel not in allowed]
             if bad:
                 self.add(loc, "fail", f"{_some(bad)}; the policy allows only "
                          f"{', '.join(rules.allowed_relations)}")

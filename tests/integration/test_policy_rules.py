@@ -1,0 +1,499 @@
+"""Policy rules, table-driven: one conforming model, one policy, and for each rule a model that
+breaks only that rule.
+
+Everything a policy judges is real and verified: models signed keylessly against the loopback
+Sigstore (the real sigstore-python client and verifier), a GitHub-workflow identity for the model,
+derivation claims made with ``modelsign.claims.attest`` and verified by ``verify_claims``, a
+key-signed variant with ``modelsign.signing.KeySigner``. The lineage is the one stand-in
+(:class:`StandInLineage`): issue 5's walker does not exist yet, so its nodes are assembled here
+from *verified* parent signatures, through the same ``build_facts(..., lineage=...)`` hook the
+walker will use.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from modelsign._frameworks import Environment
+from modelsign.claims import Parent, attest
+from modelsign.policy import Facts, Policy, PolicyReport, build_facts, evaluate, load_policy
+from modelsign.signing import KeylessSigner, KeySigner, load_trust_config, sign_model
+from modelsign.statements._provenance import Framework
+from modelsign.testing import GITHUB_ACTIONS_ISSUER, GitHubWorkflow, LoopbackSigstore
+from modelsign.testing._pki import KeyPair, make_key
+from modelsign.verify import Identity, Signer, Trust, VerificationResult, verify_model
+from modelsign.verify._claims import ClaimsReport, verify_claims
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHER = "publisher@acme.test"
+TRAINER = "trainer@acme.test"
+INTERN = "intern@acme.test"
+MALLORY = "mallory@evil.test"
+WORKFLOW = GitHubWorkflow(repository="acme/model")
+BASE_COMMIT = "1" * 40
+EVIL_SET_COMMIT = "2" * 40
+
+
+# ------------------------------------------------------------------------ the lineage stand-in
+@dataclass(frozen=True)
+class StandInNode:
+    """What issue 5's walker will report per ancestor (LineageNodeLike)."""
+
+    digest: str
+    role: str
+    uri: str | None
+    relation: str | None
+    state: str
+    depth: int
+    child: str
+    signer: Signer | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StandInLineage:
+    nodes: tuple[StandInNode, ...]
+
+
+# ----------------------------------------------------------------------------------- the world
+def _safetensors(path: Path, seed: int) -> None:
+    header = json.dumps({"w": {"dtype": "U8", "shape": [64], "data_offsets": [0, 64]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes([seed]) * 64)
+
+
+def _model(path: Path, seed: int, *, pickled: bool = False) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"seed": seed}))
+    _safetensors(path / "model.safetensors", seed)
+    if pickled:
+        (path / "optimizer.pt").write_bytes(pickle.dumps({"step": 1}, protocol=4))
+    return path
+
+
+def _copy(src: Path, dst: Path, *, with_claims: bool = True) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+        "model.sig", *(() if with_claims else ("claims.jsonl",))))
+    return dst
+
+
+ENV_OK = Environment(frameworks=(Framework("python", "3.11.7", "generic"),
+                                 Framework("torch", "2.6.0"),
+                                 Framework("transformers", "4.51.3")))
+ENV_OLD_TORCH = Environment(frameworks=(Framework("python", "3.11.7", "generic"),
+                                        Framework("torch", "2.5.1"),
+                                        Framework("transformers", "4.51.3")))
+
+
+@dataclass
+class World:
+    s: LoopbackSigstore
+    trust: Trust
+    tmp: Path
+    release: KeyPair
+    base_root: str
+    data_root: str
+    evil_root: str
+    base_signer: Signer     # publisher, verified
+    data_signer: Signer     # publisher, verified
+    intern_signer: Signer   # intern, verified (a base re-signed by the wrong person)
+    policy: Policy
+    facts: dict[str, Facts]
+    results: dict[str, VerificationResult]
+    claims: dict[str, ClaimsReport]
+
+    def keyless(self, identity: str) -> KeylessSigner:
+        return KeylessSigner(trust_config=load_trust_config(path=self.s.write_trust_config(
+            self.tmp / "tc.json")), identity_token=self.s.mint_token(identity))
+
+    def github(self) -> KeylessSigner:
+        return KeylessSigner(trust_config=load_trust_config(path=self.tmp / "tc.json"),
+                             identity_token=self.s.mint_github_token(WORKFLOW))
+
+    def identities(self) -> list[Identity]:
+        """What `verify --policy` would pass the verifier: every keyless rule of the policy,
+        plus (for the variants) mallory, whom the verifier accepts and the policy does not."""
+        return [Identity(issuer=GITHUB_ACTIONS_ISSUER, identity_regex=r"^https://github\.com/acme/"),
+                Identity(issuer=self.s.url, identity=INTERN),
+                Identity(issuer=self.s.url, identity=TRAINER),
+                Identity(issuer=self.s.url, identity=MALLORY)]
+
+
+def _lineage(w: World, child: str, *, base_uri: str = f"hf://acme/base@{BASE_COMMIT}",
+             base_signer: Signer | None = None, base_state: str = "verified",
+             data_state: str = "verified", extra: tuple[StandInNode, ...] = ()
+             ) -> StandInLineage:
+    base = StandInNode(w.base_root, "base_model", base_uri, "finetune", base_state, 1, child,
+                       base_signer or w.base_signer if base_state == "verified" else None,
+                       None if base_state == "verified" else "no model.sig")
+    data = StandInNode(w.data_root, "dataset", None, "finetune", data_state, 1, child,
+                       w.data_signer if data_state == "verified" else None,
+                       None if data_state == "verified" else "no model.sig")
+    evil = StandInNode(w.evil_root, "dataset", f"hf://datasets/acme/evil-set@{EVIL_SET_COMMIT}",
+                       "finetune", "verified", 1, child, w.data_signer)
+    return StandInLineage((base, data, evil, *extra))
+
+
+def _policy_text(w: World) -> str:
+    return f"""\
+apiVersion: modelsign/v1
+kind: ModelPolicy
+metadata: {{name: test-registry}}
+signers:
+  - {{issuer: "{GITHUB_ACTIONS_ISSUER}", identityRegex: "^https://github\\\\.com/acme/"}}
+  - {{issuer: "{w.s.url}", identity: {INTERN}}}
+  - {{publicKey: release.pub}}
+requireClaims:
+  - predicateType: https://slsa.dev/provenance/v1
+    signers: [{{issuer: "{w.s.url}", identity: {TRAINER}}}]
+    conditions:
+      - "predicate.buildDefinition.externalParameters.relation in ['finetune', 'adapter']"
+datasets:
+  allow: ["sha256:{w.data_root}", "hf://datasets/acme/*"]
+  deny: ["hf://datasets/acme/evil-*"]
+  requireSigned: true
+lineage:
+  maxDepth: 2
+  requireSignedParents: true
+  allowedRelations: [finetune, adapter, quantized]
+  parents:
+    - match: "hf://acme/*"
+      signers: [{{issuer: "{w.s.url}", identity: {PUBLISHER}}}]
+  conditions:
+    - "lineage.nodes.exists(n, n.role == 'base_model' && n.uri.startsWith('hf://acme/'))"
+frameworks: {{torch: ">=2.6", transformers: ">=4.50"}}
+maxAge: 30d
+serialization: {{pickle: deny}}
+conditions:
+  - expr: "signature.subject.name.startsWith('acme-')"
+    message: "model names must start with acme-"
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("policy-world")
+    with LoopbackSigstore() as s:
+        tc = s.write_trust_config(tmp / "tc.json")
+        trust = Trust.from_trust_config(tc)
+        release = make_key(tmp / "keys", "release")
+        w = World(s, trust, tmp, release, "", "", "", None, None, None,  # type: ignore[arg-type]
+                  None, {}, {}, {})  # type: ignore[arg-type]
+        publisher = w.keyless(PUBLISHER)
+        pub_rule = [Identity(issuer=s.url, identity=PUBLISHER)]
+
+        base = _model(tmp / "base", 1)
+        data = _model(tmp / "data", 2)
+        evil = _model(tmp / "evil-set", 3)
+        for d in (base, data, evil):
+            sign_model(d, signer=publisher)
+        base_v = verify_model(base, identities=pub_rule, trust=trust)
+        data_v = verify_model(data, identities=pub_rule, trust=trust)
+        w.base_root, w.data_root = base_v.root_digest, data_v.root_digest
+        w.evil_root = verify_model(evil, identities=pub_rule, trust=trust).root_digest
+        w.base_signer, w.data_signer = base_v.signer, data_v.signer
+        intern_base = _copy(base, tmp / "base-by-intern")
+        sign_model(intern_base, signer=w.keyless(INTERN))
+        w.intern_signer = verify_model(intern_base, identities=[Identity(issuer=s.url,
+                                       identity=INTERN)], trust=trust).signer
+
+        base_parent = Parent("hub", "acme/base", f"hf://acme/base@{BASE_COMMIT}", w.base_root,
+                             BASE_COMMIT, True)
+        data_parent = Parent("local", "data", None, w.data_root, None, True)
+        evil_parent = Parent("hub", "acme/evil-set",
+                             f"hf://datasets/acme/evil-set@{EVIL_SET_COMMIT}", w.evil_root,
+                             EVIL_SET_COMMIT, True)
+        trainer = w.keyless(TRAINER)
+
+        def claim(target: Path, *, signer: KeylessSigner = trainer, relation: str = "finetune",
+                  datasets: tuple[Parent, ...] = (data_parent,),
+                  env: Environment = ENV_OK) -> None:
+            attest(target, signer=signer, relation=relation,  # type: ignore[arg-type]
+                   base_models=[base_parent], datasets=list(datasets), environment=env,
+                   import_torch=False)
+
+        # The conforming model: files, a GitHub-workflow signature, one derivation claim.
+        ft = _model(tmp / "acme-ft", 7)
+        sign_model(ft, signer=w.github())
+        claim(ft)
+
+        # Variants of the same bytes (same root digest): another signature or other claims.
+        variants: dict[str, Path] = {}
+
+        def variant(name: str, *, sig: KeylessSigner | KeySigner | None = None,
+                    claims: Callable[[Path], None] | None = None,
+                    dirname: str | None = None) -> None:
+            d = _copy(ft, tmp / (dirname or f"acme-{name}"), with_claims=claims is None)
+            sign_model(d, signer=sig or w.github())
+            if claims is not None:
+                claims(d)
+            variants[name] = d
+
+        variant("signers", sig=w.keyless(MALLORY))
+        variant("claim-signer", claims=lambda d: claim(d, signer=w.keyless(INTERN)))
+        variant("claim-condition", claims=lambda d: claim(d, relation="quantized"))
+        variant("dataset-not-allowed", claims=lambda d: claim(
+            d, datasets=(data_parent, Parent("digest", None, None, w.evil_root, None, False))))
+        variant("dataset-denied", claims=lambda d: claim(d, datasets=(data_parent,
+                                                                      evil_parent)))
+        variant("old-torch", claims=lambda d: claim(d, env=ENV_OLD_TORCH))
+        variant("key-signed", sig=KeySigner.from_pem_file(release.private))
+        variant("renamed", dirname="other-ft")
+        pickled = _model(tmp / "acme-pickled", 7, pickled=True)
+        sign_model(pickled, signer=w.github())
+        claim(pickled)
+        variants["pickled"] = pickled
+        variants["conforming"] = ft
+
+        shutil.copy(release.public, tmp / "release.pub")
+        (tmp / "policy.yaml").write_text(_policy_text(w))
+        w.policy = load_policy(tmp / "policy.yaml")
+
+        for name, d in variants.items():
+            key = name == "key-signed"
+            result = verify_model(d, key=release.public, trust=trust) if key else \
+                verify_model(d, identities=w.identities(), trust=trust)
+            report = verify_claims(d, result.root_digest, identities=w.identities(),
+                                   trust=trust)
+            assert report.ok, report.describe_failures()
+            w.results[name], w.claims[name] = result, report
+        yield w
+
+
+def _facts(w: World, name: str, **lineage: object) -> Facts:
+    result = w.results[name]
+    return build_facts(result, claims=w.claims[name],
+                       lineage=_lineage(w, result.root_digest, **lineage))  # type: ignore[arg-type]
+
+
+def _gp(w: World, child: str, *, depth: int = 2, relation: str = "finetune",
+        state: str = "verified", uri: str = "hf://upstream/gp@" + "3" * 40) -> StandInNode:
+    return StandInNode("ab" * 32 if depth == 2 else "cd" * 32, "base_model", uri, relation,
+                       state, depth, child, w.base_signer if state == "verified" else None,
+                       None if state == "verified" else "no model.sig")
+
+
+def _report(w: World, facts: Facts, **kw: object) -> PolicyReport:
+    clock = kw.pop("clock", lambda: datetime.now(timezone.utc))
+    return evaluate(w.policy, facts, clock=clock, **kw)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- tests
+ALL_RULES = [
+    "signers", "requireClaims[0]", "datasets.allow", "datasets.deny", "datasets.requireSigned",
+    "lineage.maxDepth", "lineage.requireSignedParents", "lineage.allowedRelations",
+    "lineage.parents[0]", "lineage.conditions[0]", "frameworks.torch", "frameworks.transformers",
+    "maxAge", "serialization.pickle", "conditions[0]",
+]
+
+
+def test_the_conforming_model_passes_every_rule(world: World) -> None:
+    report = _report(world, _facts(world, "conforming"))
+    assert [r.rule for r in report.rules] == ALL_RULES
+    assert report.verdict == "pass", report.to_text()
+    assert all(r.status == "pass" for r in report.rules), report.to_text()
+    # every rule points at its line in the policy file
+    assert all(r.line is not None for r in report.rules)
+    assert report.rule("signers").reason.startswith(
+        f"model.sig signed by {WORKFLOW.identity} (issuer {GITHUB_ACTIONS_ISSUER})")
+    assert "transparency-log time" in report.rule("maxAge").reason
+
+
+def _deep(w: World) -> Facts:
+    return _facts(w, "conforming", extra=(_gp(w, w.base_root),
+                                          _gp(w, "ab" * 32, depth=3)))
+
+
+def _unsigned_gp(w: World) -> Facts:
+    return _facts(w, "conforming", extra=(_gp(w, w.base_root, state="unsigned"),))
+
+
+def _merge_gp(w: World) -> Facts:
+    return _facts(w, "conforming", extra=(_gp(w, w.base_root, relation="merge"),))
+
+
+# rule -> (how the facts are broken, words the reason must contain)
+BROKEN: dict[str, tuple[Callable[[World], Facts], list[str]]] = {
+    "signers": (lambda w: _facts(w, "signers"), [
+        f"model.sig signed by {MALLORY} (issuer", "but the policy allows only:",
+        "an identity matching ^https://github\\.com/acme/", f"{INTERN} (issuer",
+        "the key release.pub (sha256:"]),
+    "requireClaims[0]": (lambda w: _facts(w, "claim-signer"), [
+        "needs one verified claim of https://slsa.dev/provenance/v1 that satisfies it, found 0",
+        f"claims.jsonl line 1 signed by {INTERN} (issuer",
+        f"but the policy allows only: {TRAINER} (issuer"]),
+    "datasets.allow": (lambda w: _facts(w, "dataset-not-allowed"), [
+        "the provenance names dataset(s) the policy does not allow", "sha256:"]),
+    "datasets.deny": (lambda w: _facts(w, "dataset-denied"), [
+        "denied dataset(s): hf://datasets/acme/evil-set@" + EVIL_SET_COMMIT]),
+    "datasets.requireSigned": (lambda w: _facts(w, "conforming", data_state="unsigned"), [
+        "every dataset must be signed and verified", "unsigned (no model.sig)"]),
+    "lineage.maxDepth": (_deep, [
+        "the lineage is 3 generation(s) deep", "the policy allows at most 2"]),
+    "lineage.requireSignedParents": (_unsigned_gp, [
+        "every ancestor must verify on its own signature", "hf://upstream/gp@", "unsigned"]),
+    "lineage.allowedRelations": (_merge_gp, [
+        f"hf://acme/base@{BASE_COMMIT} (sha256:", "is a merge of hf://upstream/gp@",
+        "the policy allows only finetune, adapter, quantized"]),
+    "lineage.parents[0]": (lambda w: _facts(w, "conforming", base_signer=w.intern_signer), [
+        "ancestors matching hf://acme/*", f"signed by {INTERN}",
+        f"but the policy allows only: {PUBLISHER}"]),
+    "lineage.conditions[0]": (lambda w: _facts(
+        w, "conforming", base_uri=f"hf://elsewhere/base@{BASE_COMMIT}"), [
+        "condition `lineage.nodes.exists(n, n.role == 'base_model' && "
+        "n.uri.startsWith('hf://acme/'))` is false"]),
+    "frameworks.torch": (lambda w: _facts(w, "old-torch"), [
+        "trained with torch 2.5.1 (claims.jsonl line 1), but the policy requires torch>=2.6"]),
+    "maxAge": (lambda w: _facts(w, "key-signed"), [
+        "model.sig has no trusted signing time (signed with key material"]),
+    "serialization.pickle": (lambda w: _facts(w, "pickled"), [
+        "1 pickle-based file(s)", "optimizer.pt (a pickle)", "the policy denies pickle"]),
+    "conditions[0]": (lambda w: _facts(w, "renamed"), ["model names must start with acme-"]),
+}
+
+
+@pytest.mark.parametrize("rule", list(BROKEN))
+def test_each_rule_fails_alone_with_its_reason(world: World, rule: str) -> None:
+    make, words = BROKEN[rule]
+    report = _report(world, make(world))
+    failed = [r.rule for r in report.rules if r.status == "fail"]
+    assert failed == [rule], report.to_text()
+    assert report.verdict == "fail"
+    reason = report.rule(rule).reason
+    for w in words:
+        assert w in reason, (w, reason)
+
+
+def test_a_claim_condition_over_the_provenance_predicate(world: World) -> None:
+    report = _report(world, _facts(world, "claim-condition"))
+    assert [r.rule for r in report.failures] == ["requireClaims[0]"], report.to_text()
+    assert ("claims.jsonl line 1: condition `predicate.buildDefinition.externalParameters."
+            "relation in ['finetune', 'adapter']` is false") in report.rule(
+        "requireClaims[0]").reason
+
+
+def test_max_age_counts_from_the_log_time(world: World) -> None:
+    facts = _facts(world, "conforming")
+    later = facts.signature.time + timedelta(days=31)  # type: ignore[operator]
+    report = _report(world, facts, clock=lambda: later)
+    assert [r.rule for r in report.failures] == ["maxAge"]
+    reason = report.rule("maxAge").reason
+    assert "model.sig was signed 31 days ago (transparency-log time" in reason
+    assert "the policy allows at most 30d" in reason
+
+
+def test_the_report_validates_and_is_byte_stable(world: World) -> None:
+    schema = json.loads((REPO / "schemas" / "policy-report.schema.json").read_text())
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for name in ("conforming", "pickled"):
+        one = _report(world, _facts(world, name), clock=lambda: at)
+        two = _report(world, _facts(world, name), clock=lambda: at)
+        jsonschema.Draft202012Validator(schema).validate(one.to_json())
+        assert one.to_json_bytes() == two.to_json_bytes()
+        doc = json.loads(one.to_json_bytes())
+        assert doc["evaluatedAt"] == "2030-01-02T03:04:05Z"
+        assert doc["policy"]["sha256"] == world.policy.sha256
+        assert list(doc) == sorted(doc)
+
+
+def test_the_conforming_lineage_counts_each_step_once(world: World) -> None:
+    report = _report(world, _facts(world, "conforming", extra=(_gp(world, world.base_root),)))
+    assert report.rule("lineage.allowedRelations").reason.startswith(
+        "2 derivation step(s), all of finetune, adapter, quantized")
+
+
+# ------------------------------------------------------------- unverified data decides nothing
+def _flip_signature_byte(line: bytes) -> bytes:
+    """Break the DSSE signature of a claim line, leaving its (satisfying) payload intact."""
+    import base64
+
+    obj = json.loads(line)
+    sig = bytearray(base64.b64decode(obj["dsseEnvelope"]["signatures"][0]["sig"]))
+    sig[len(sig) // 2] ^= 0x01
+    obj["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def test_a_claim_with_a_bad_signature_satisfies_nothing(world: World, tmp_path: Path) -> None:
+    """The conforming claim, signature broken: its predicate would pass every condition, yet the
+    rules that need it fail, and say that a claim did not verify."""
+    good = world.results["conforming"]
+    d = tmp_path / "acme-ft"
+    shutil.copytree(Path(good.path), d)
+    line = (d / "claims.jsonl").read_bytes().splitlines()[0]
+    (d / "claims.jsonl").write_bytes(_flip_signature_byte(line) + b"\n")
+    result = verify_model(d, identities=world.identities(), trust=world.trust)
+    claims = verify_claims(d, result.root_digest, identities=world.identities(),
+                           trust=world.trust)
+    assert not claims.ok and claims.claims[0].status == "failed"
+    report = _report(world, build_facts(result, claims=claims,
+                                        lineage=_lineage(world, result.root_digest)))
+    failed = {r.rule: r.reason for r in report.failures}
+    assert set(failed) == {"requireClaims[0]", "datasets.allow", "datasets.deny",
+                           "datasets.requireSigned", "frameworks.torch",
+                           "frameworks.transformers"}, report.to_text()
+    assert failed["requireClaims[0]"].startswith(
+        "needs one verified claim of https://slsa.dev/provenance/v1, found none; 1 claim(s) did "
+        "not verify and were not considered: line 1: ")
+    assert "no verified provenance claim" in failed["datasets.allow"]
+
+
+def test_a_verified_claim_about_another_model_satisfies_nothing(world: World,
+                                                                tmp_path: Path) -> None:
+    """A claim whose signature verifies, copied beside another model: verify_claims fails the
+    line (yet keeps the verified statement on it); build_facts must not use it."""
+    pickled = world.results["pickled"]
+    d = tmp_path / "acme-ft"
+    shutil.copytree(Path(world.results["conforming"].path), d)
+    shutil.copy(Path(pickled.path) / "claims.jsonl", d / "claims.jsonl")
+    result = verify_model(d, identities=world.identities(), trust=world.trust)
+    claims = verify_claims(d, result.root_digest, identities=world.identities(),
+                           trust=world.trust)
+    line = claims.claims[0]
+    assert line.status == "failed" and line.verified is not None  # the trap
+    facts = build_facts(result, claims=claims, lineage=_lineage(world, result.root_digest))
+    assert facts.claims == () and len(facts.rejected_claims) == 1
+    report = _report(world, facts)
+    assert "requireClaims[0]" in {r.rule for r in report.failures}
+    assert "is about another artifact" in report.rule("requireClaims[0]").reason
+
+    # bare statements are checked the same way
+    facts = build_facts(result, claims=[line.verified])  # type: ignore[list-item]
+    assert facts.claims == ()
+    assert "not this model's root digest" in facts.rejected_claims[0].reason
+
+
+def test_facts_come_only_from_the_verifier(world: World) -> None:
+    from modelsign.errors import InternalError
+    from modelsign.policy._facts import Facts as FactsType
+
+    good = world.results["conforming"]
+    with pytest.raises(InternalError, match="VerificationResult"):
+        build_facts(good.statement)  # type: ignore[arg-type]
+    with pytest.raises(InternalError, match="not a verified statement"):
+        build_facts(good, claims=[{"predicateType": "x"}])  # type: ignore[list-item]
+    with pytest.raises(InternalError, match="only be built by modelsign.policy.build_facts"):
+        FactsType("x", "0" * 64, "t", None, (), (), None, ())  # type: ignore[arg-type]
+    with pytest.raises(InternalError, match="Policy"):
+        evaluate({"signers": []}, _facts(world, "conforming"))  # type: ignore[arg-type]
+
+
+def test_without_lineage_the_lineage_rules_fail_and_say_why(world: World) -> None:
+    result = world.results["conforming"]
+    report = _report(world, build_facts(result, claims=world.claims["conforming"]))
+    failed = {r.rule: r.reason for r in report.failures}
+    assert set(failed) == {"datasets.requireSigned", "lineage.maxDepth",
+                           "lineage.requireSignedParents", "lineage.allowedRelations",
+                           "lineage.parents[0]", "lineage.conditions[0]"}, report.to_text()
+    assert "lineage not resolved" in failed["datasets.requireSigned"]
+    assert failed["lineage.maxDepth"] == ("the lineage is unknown: the provenance names parents, "
+                                          "but the lineage was not resolved (run with --lineage)")
