@@ -21,7 +21,7 @@ from modelsign.verify._result import (
     IntegrityFailure,
     VerificationResult,
 )
-from modelsign.verify._signature import select_mode, verify_bundle, with_path
+from modelsign.verify._signature import normalize, select_mode, verify_bundle, with_path
 from modelsign.verify._trust import Trust
 
 __all__ = ["verify_model"]
@@ -33,9 +33,9 @@ def verify_model(
     path: PathLike,
     *,
     signature: PathLike | None = None,
-    identities: Sequence[Identity] = (),
+    identities: Sequence[Identity] | Identity = (),
     key: PathLike | None = None,
-    cert_chain: Sequence[PathLike] = (),
+    cert_chain: Sequence[PathLike] | PathLike | None = None,
     trust: Trust | None = None,
     ignore_unsigned_files: bool = False,
     use_cache: bool = False,
@@ -58,7 +58,8 @@ def verify_model(
     signed file never do. ``use_cache`` lets the hashing engine reuse digests of unchanged files.
     """
     root = Path(path)
-    select_mode(tuple(identities), key, tuple(cert_chain), unsafe_skip_identity)  # usage first
+    identities, cert_chain = normalize(identities, cert_chain)
+    select_mode(identities, key, cert_chain, unsafe_skip_identity)  # usage first
     if not root.exists() and not root.is_symlink():
         raise PathError("model path does not exist", path=root,
                         hint="check the path; verify takes the model directory (or file)")

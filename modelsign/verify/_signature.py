@@ -30,7 +30,7 @@ from modelsign.verify._keys import (
 from modelsign.verify._result import _TOKEN, Signer, VerifiedStatement
 from modelsign.verify._trust import Trust
 
-__all__ = ["verify_bundle", "Mode", "select_mode", "with_path", "UNSAFE_WARNING"]
+__all__ = ["verify_bundle", "Mode", "normalize", "select_mode", "with_path", "UNSAFE_WARNING"]
 
 Mode = Literal["keyless", "key", "certificate"]
 PathLike = str | os.PathLike[str]
@@ -40,6 +40,20 @@ UNSAFE_WARNING = ("identity check SKIPPED (--unsafe-skip-identity-check): the si
                   "have made it")
 _UNANCHORED = ("identity regex {!r} is not anchored with '^': it matches anywhere in the "
                "identity, e.g. inside an attacker's URL; prefer '^...$'")
+
+
+def normalize(identities: Sequence[Identity] | Identity,
+              cert_chain: Sequence[PathLike] | PathLike | None
+              ) -> tuple[tuple[Identity, ...], tuple[PathLike, ...]]:
+    """Tuples of the rules and CA files; a lone rule or path is taken as a list of one."""
+    rules = (identities,) if isinstance(identities, Identity) else tuple(identities)
+    if cert_chain is None:
+        chain: tuple[PathLike, ...] = ()
+    elif isinstance(cert_chain, (str, os.PathLike)):
+        chain = (cert_chain,)
+    else:
+        chain = tuple(cert_chain)
+    return rules, chain
 
 
 def select_mode(identities: Sequence[Identity], key: PathLike | None,
@@ -75,9 +89,9 @@ def select_mode(identities: Sequence[Identity], key: PathLike | None,
 def verify_bundle(
     bundle_bytes: bytes,
     *,
-    identities: Sequence[Identity] = (),
+    identities: Sequence[Identity] | Identity = (),
     key: PathLike | None = None,
-    cert_chain: Sequence[PathLike] = (),
+    cert_chain: Sequence[PathLike] | PathLike | None = None,
     trust: Trust | None = None,
     unsafe_skip_identity: bool = False,
     source: str | None = None,
@@ -95,9 +109,10 @@ def verify_bundle(
     Raises :class:`SignatureError` / :class:`IdentityError` (exit 1) when the signature or signer
     does not verify, :class:`SignatureFormatError` / :class:`InputError` (exit 2) on bad input.
     """
-    mode = select_mode(tuple(identities), key, tuple(cert_chain), unsafe_skip_identity)
+    rules, chain = normalize(identities, cert_chain)
+    mode = select_mode(rules, key, chain, unsafe_skip_identity)
     try:
-        return _verify(bundle_bytes, mode, tuple(identities), key, tuple(cert_chain),
+        return _verify(bundle_bytes, mode, rules, key, chain,
                        trust or Trust(), unsafe_skip_identity, clock)
     except ModelsignError as e:
         raise with_path(e, source) from e

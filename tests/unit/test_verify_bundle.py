@@ -255,3 +255,14 @@ def test_verified_objects_cannot_be_made_outside_the_verifier(key: KeyPair) -> N
         dataclasses.replace(vs, statement=forged)
     with pytest.raises(dataclasses.FrozenInstanceError):
         vs.signer = Signer("key", "x", None)  # type: ignore[misc]
+
+
+def test_a_lone_rule_or_path_is_a_list_of_one(key: KeyPair, pki: CertChain,
+                                              shared_fixtures: Path) -> None:
+    from modelsign.signing import CertificateSigner
+
+    bundle = CertificateSigner.from_pem_files(pki.key, pki.leaf, [pki.chain]).sign(_claim()).raw
+    assert verify_bundle(bundle, cert_chain=pki.root).signer.kind == "certificate"
+    assert verify_bundle(bundle, cert_chain=str(pki.root)).signer.kind == "certificate"
+    keyless = (shared_fixtures / "oms-peer" / "v1.0.1-sigstore" / "model.sig").read_bytes()
+    assert verify_bundle(keyless, identities=IBM).signer.identity == IBM.identity
