@@ -8,10 +8,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from modelsign.cli._options import (
+    Algorithm,
+    AlgorithmOption,
+    AllowSymlinksOption,
+    IgnorePathOption,
+    Method,
+    MethodOption,
+    NoCacheOption,
+    ShardSizeOption,
+    hash_spec_from_options,
+)
 from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelsign.hashing._spec import HashSpec
     from modelsign.signing import Signer
 
 _HELP = (
@@ -36,16 +46,6 @@ _HELP = (
 
 _KEY = "Key signing"
 _KEYLESS = "Keyless signing (Sigstore)"
-_HASHING = "Hashing"
-
-
-def _hash_spec(method: str, algorithm: str, shard_size: int, ignore_paths: list[str],
-               allow_symlinks: bool, no_cache: bool) -> HashSpec:
-    from modelsign.hashing._spec import HashSpec
-
-    return HashSpec(method=method, algorithm=algorithm, shard_size=shard_size,  # type: ignore[arg-type]
-                    ignore_paths=tuple(ignore_paths), allow_symlinks=allow_symlinks,
-                    use_cache=not no_cache)
 
 
 def _build_signer(*, key: Path | None, password_file: Path | None, cert: Path | None,
@@ -110,27 +110,18 @@ def sign(
     trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
-    method: Annotated[str, typer.Option(
-        "--method", help="files: one digest per file; shards: per byte range.",
-        rich_help_panel=_HASHING)] = "files",
-    algorithm: Annotated[str, typer.Option(
-        "--algorithm", help="sha256, blake2b or blake3.", rich_help_panel=_HASHING)] = "sha256",
-    shard_size: Annotated[int, typer.Option(
-        "--shard-size", help="Bytes per shard (shards method).",
-        rich_help_panel=_HASHING)] = 1_000_000_000,
-    ignore_path: Annotated[list[str] | None, typer.Option(
-        "--ignore-path", help="Path (relative to PATH) to leave out; repeatable.",
-        rich_help_panel=_HASHING, show_default=False)] = None,
-    allow_symlinks: Annotated[bool, typer.Option(
-        "--allow-symlinks", help="Hash symbolic links inside PATH (by their target's bytes).",
-        rich_help_panel=_HASHING)] = False,
-    no_cache: Annotated[bool, typer.Option(
-        "--no-cache", help="Re-hash every file; ignore the incremental cache.",
-        rich_help_panel=_HASHING)] = False,
+    method: MethodOption = Method.files,
+    algorithm: AlgorithmOption = Algorithm.sha256,
+    shard_size: ShardSizeOption = None,
+    ignore_path: IgnorePathOption = None,
+    allow_symlinks: AllowSymlinksOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     from modelsign.signing import sign_model
 
-    spec = _hash_spec(method, algorithm, shard_size, ignore_path or [], allow_symlinks, no_cache)
+    spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
+                                  ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
+                                  no_cache=no_cache)
     signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
                            identity_token=identity_token, oauth_force_oob=oauth_force_oob,
                            staging=staging, trust_config=trust_config)
