@@ -8,7 +8,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -52,14 +51,16 @@ class OutputFormat(StrEnum):
 class _VerifyCommand(TyperCommand):
     """Remembers the command-line order of the options, to pair --identity with --issuer."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # ``Any``: typer vendors its own click, whose Context type is private to typer.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not ctx.resilient_parsing:
             try:
                 _, _, order = self.make_parser(ctx).parse_args(args=list(args))
                 ctx.meta[_ORDER_KEY] = [p.name for p in order]
-            except click.ClickException:
-                pass  # the real parse below reports it
-        return super().parse_args(ctx, args)
+            except Exception:  # noqa: BLE001 - the real parse below reports the same error
+                pass
+        result: list[str] = super().parse_args(ctx, args)
+        return result
 
 
 def identity_rules(order: list[str], identity: list[str], identity_regex: list[str],

@@ -206,6 +206,9 @@ def _keyless(view: BundleView, identities: tuple[Identity, ...],
                              hint=_TAMPER_HINT)  # cannot happen; sigstore reads the same bytes
     cert = bundle.signing_certificate
     entry = bundle.log_entry._inner
+    if entry.integrated_time is None:  # sigstore verified a time from it; never happens
+        raise SignatureError("the transparency log entry has no integrated time",
+                             hint=_TAMPER_HINT)
     integrated = datetime.fromtimestamp(int(entry.integrated_time), tz=UTC)
     signer = Signer(
         kind="keyless",
