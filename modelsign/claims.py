@@ -421,11 +421,9 @@ class Claim:
         return self.bundle.statement
 
 
-def _artifact_spec(path: Path, spec: HashSpec | None) -> HashSpec:
-    """Hash with the serialization of the artifact's own signature when it has one, so the
-    claim's subject is the root digest that signature (and its verifier) will compute."""
-    if spec is not None:
-        return spec
+def _signature_spec(path: Path) -> HashSpec | None:
+    """The hashing parameters recorded in the artifact's own signature, if it has a readable one
+    (read, not verified: they only choose how to hash; verification judges the signature)."""
     from modelsign.statements import manifest_from_statement, parse_statement
     from modelsign.statements._bundle import (
         default_signature_path,
@@ -436,13 +434,34 @@ def _artifact_spec(path: Path, spec: HashSpec | None) -> HashSpec:
 
     sig = default_signature_path(path)
     if not sig.is_file():
-        return HashSpec()
+        return None
     try:
         env = parse_envelope(load_bundle(read_bundle(sig)))
         manifest = manifest_from_statement(parse_statement(env.payload))
     except SignatureFormatError:
-        return HashSpec()  # unreadable signature: verification will say so; use the default
+        return None  # unreadable: verification will say so; hash with the default
     return manifest.serialization.to_spec(use_cache=True)
+
+
+def _artifact_spec(path: Path, spec: HashSpec | None, use_cache: bool) -> HashSpec:
+    """Hash with the serialization of the artifact's own signature when it has one, so the
+    claim's subject is the root digest that signature (and its verifier) will compute. An
+    explicit ``spec`` that contradicts that signature is refused."""
+    import dataclasses
+
+    from modelsign.manifest import Serialization
+
+    signed = _signature_spec(path)
+    if spec is not None and signed is not None:
+        a, b = Serialization.from_spec(spec), Serialization.from_spec(signed)
+        if (a.method, a.hash_type, a.shard_size, a.allow_symlinks, set(a.ignore_paths)) != \
+                (b.method, b.hash_type, b.shard_size, b.allow_symlinks, set(b.ignore_paths)):
+            raise InputError(
+                "the hashing options differ from the ones the artifact's signature records",
+                path=path, expected=repr(b.to_json()), actual=repr(a.to_json()),
+                hint="drop the hashing options: a signed artifact's claims use its signature's")
+    chosen = spec or signed or HashSpec()
+    return dataclasses.replace(chosen, use_cache=use_cache and chosen.use_cache)
 
 
 def _config_reference(config: str | os.PathLike[str] | ConfigReference | None
@@ -495,12 +514,14 @@ def attest(
     invocation_id: str | None = None,
     parent_verifier: ParentVerifier | None = None,
     spec: HashSpec | None = None,
+    use_cache: bool = True,
     import_torch: bool = True,
 ) -> Claim:
     """Sign a derivation claim about the artifact at ``path`` and append it to its claims file.
 
-    The subject is the artifact's root digest (hashed with the serialization of its own
-    ``model.sig`` when it has one, the cache allowed). Parents are REFs as
+    The subject is the artifact's root digest, hashed with the serialization of its own
+    ``model.sig`` when it has one (an explicit ``spec`` must agree with it), else with ``spec``
+    or the default; the incremental cache is used unless ``use_cache=False``. Parents are REFs as
     :func:`resolve_parent` takes them; ``uri`` names the one ``sha256:<hex>`` REF given without
     an inline ``=<uri>``. The environment (frameworks, accelerators, CUDA) is detected unless
     ``environment`` is given; ``frameworks`` (``NAME==VERSION``) add or replace entries.
@@ -540,7 +561,7 @@ def attest(
         over = [f if isinstance(f, Framework) else parse_framework_override(f) for f in frameworks]
         env = _Env(_merge(env.frameworks, over), env.accelerators, env.runtimes)
 
-    manifest = hash_model(artifact, _artifact_spec(artifact, spec))
+    manifest = hash_model(artifact, _artifact_spec(artifact, spec, use_cache))
     for parent in (*bases, *data):
         if parent.root_digest == manifest.root_hex:
             raise InputError("a parent has the same root digest as the artifact itself",

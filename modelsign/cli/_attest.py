@@ -13,6 +13,17 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from modelsign.cli._options import (
+    HASHING_PANEL,
+    AllowSymlinksOption,
+    Algorithm,
+    AlgorithmOption,
+    IgnorePathOption,
+    Method,
+    NoCacheOption,
+    ShardSizeOption,
+    hash_spec_from_options,
+)
 from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -239,6 +250,15 @@ def attest(
     parent_trust_config: Annotated[Path | None, typer.Option(
         "--parent-trust-config", help="Sigstore ClientTrustConfig JSON for keyless parents.",
         rich_help_panel=_PARENT_ID, show_default=False)] = None,
+    hash_method: Annotated[Method, typer.Option(
+        "--hash-method", help="How PATH is hashed when it has no model.sig yet (files or "
+        "shards): use what you will sign with. A signed PATH is hashed as its signature "
+        "records.", rich_help_panel=HASHING_PANEL)] = Method.files,
+    algorithm: AlgorithmOption = Algorithm.sha256,
+    shard_size: ShardSizeOption = None,
+    ignore_path: IgnorePathOption = None,
+    allow_symlinks: AllowSymlinksOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     from modelsign.claims import attest as do_attest
     from modelsign.cli._sign import _build_signer
@@ -256,13 +276,19 @@ def attest(
     signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
                            identity_token=identity_token, oauth_force_oob=oauth_force_oob,
                            staging=staging, trust_config=trust_config)
+    explicit = (hash_method is not Method.files or algorithm is not Algorithm.sha256
+                or shard_size is not None or bool(ignore_path) or allow_symlinks)
+    spec = hash_spec_from_options(method=hash_method, algorithm=algorithm, shard_size=shard_size,
+                                  ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
+                                  no_cache=no_cache) if explicit else None
     claim = do_attest(
         path, signer=signer, relation=relation,  # type: ignore[arg-type]
         method=method, params=params, config=config, base_models=base_model or [],
         datasets=dataset or [], dataset_split=dataset_split, uri=uri, code=code,
         frameworks=framework or [], builder_id=builder_id or DEFAULT_BUILDER_ID,
         started_on=start, finished_on=finish, invocation_id=invocation_id,
-        parent_verifier=verifier, import_torch=not no_hardware)
+        parent_verifier=verifier, import_torch=not no_hardware, spec=spec,
+        use_cache=not no_cache)
     v = claim.view
     out = [f"attested {v.subject_name}: sha256:{v.subject_digest}",
            f"  relation {v.relation}" + (f", method {v.method}" if v.method else "")]

@@ -315,3 +315,23 @@ def test_an_artifact_cannot_be_its_own_parent(tmp_path: Path, release: KeyPair,
               "--key", str(release.private), "--no-hardware"])
     assert rc == 2 and "same root digest" in capsys.readouterr().err
     assert not (m / "claims.jsonl").exists()
+
+
+def test_hashing_options_before_signing_and_against_a_signature(
+        tmp_path: Path, release: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelsign import HashSpec
+
+    m = _model(tmp_path / "m", 16)
+    (m / "logs").mkdir()
+    (m / "logs" / "run.log").write_text("x\n")
+    # attest first, with the options the model will be signed with
+    _ok("attest", m, "--relation", "pruning", "--hash-method", "shards", "--shard-size", "1000",
+        "--ignore-path", "logs", "--key", release.private, "--no-hardware")
+    spec = HashSpec(method="shards", shard_size=1000, ignore_paths=("logs",))
+    root = sign_model(m, signer=KeySigner.from_pem_file(release.private), spec=spec).root_digest
+    assert verify_claims(m, root, key=release.public).ok
+    # once signed, options that contradict the signature are refused
+    rc = run(["attest", str(m), "--relation", "pruning", "--algorithm", "blake3",
+              "--key", str(release.private), "--no-hardware"])
+    assert rc == 2 and "differ from the ones the artifact's signature" in capsys.readouterr().err
+    assert len(read_claims(m).lines) == 1
