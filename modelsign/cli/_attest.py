@@ -15,9 +15,9 @@ from typer.core import TyperCommand
 
 from modelsign.cli._options import (
     HASHING_PANEL,
-    AllowSymlinksOption,
     Algorithm,
     AlgorithmOption,
+    AllowSymlinksOption,
     IgnorePathOption,
     Method,
     NoCacheOption,
