@@ -160,7 +160,7 @@ def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     err = _bad(capsys, str(tmp_path / "empty"))
-    assert str(tmp_path / "empty") in err and "no file" in err
+    assert str(tmp_path / "empty") in err and "contains no file to hash" in err
 
 
 def test_everything_ignored_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -185,7 +185,7 @@ def test_symlink_refused_by_default(tmp_path: Path, capsys: pytest.CaptureFixtur
     model = _model(tmp_path / "m")
     (model / "link.json").symlink_to("config.json")
     err = _bad(capsys, str(model))
-    assert str(model / "link.json") in err and "symbolic link" in err
+    assert str(model / "link.json") in err and "is a symbolic link" in err
     assert _run(capsys, str(model), "--allow-symlinks")[0] == 0
 
 
@@ -202,7 +202,7 @@ def test_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     model = _model(tmp_path / "m")
     (model / "sub" / "up").symlink_to("..")
     err = _bad(capsys, str(model), "--allow-symlinks")
-    assert str(model / "sub" / "up") in err and "loop" in err
+    assert str(model / "sub" / "up") in err and "symbolic link loop" in err
 
 
 def test_invalid_utf8_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,14 +227,14 @@ def test_normalization_collision(tmp_path: Path, capsys: pytest.CaptureFixture[s
     if len(os.listdir(model)) != 6:
         pytest.skip("the file system normalizes names itself")
     err = _bad(capsys, str(model))
-    assert "NFC" in err and str(model) in err
+    assert "after Unicode NFC normalization" in err and str(model) in err
 
 
 def test_fifo_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _model(tmp_path / "m")
     os.mkfifo(model / "pipe")
     err = _bad(capsys, str(model))
-    assert str(model / "pipe") in err and "FIFO" in err
+    assert str(model / "pipe") in err and "is a FIFO" in err
 
 
 def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
