@@ -263,3 +263,28 @@ def test_payload_is_canonical_deterministic_and_schema_valid(
         "weights/model-00002.safetensors"]
     assert st["predicate"]["serialization"]["ignore_paths"] == sorted(
         st["predicate"]["serialization"]["ignore_paths"])
+
+
+def test_keyless_signature_verifies_with_the_peer_cli(model: Path,
+                                                      sigstore: tuple[LoopbackSigstore, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The user-facing flow: `model_signing verify sigstore --trust_config` in its own process."""
+    import subprocess
+    import sys
+
+    s, tc = sigstore
+    _sign(capsys, model, "--trust-config", tc, "--identity-token", s.mint_token(ME))
+
+    def peer_cli() -> subprocess.CompletedProcess[str]:
+        code = "import sys; from model_signing._cli import main; sys.exit(main())"
+        return subprocess.run(
+            [sys.executable, "-c", code, "verify", "sigstore", str(model),
+             "--signature", str(model / "model.sig"), "--identity", ME,
+             "--identity_provider", s.url, "--trust_config", str(tc)],
+            capture_output=True, text=True, timeout=120, check=False)
+
+    ok = peer_cli()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    _flip_one_byte(model / "config.json")
+    bad = peer_cli()
+    assert bad.returncode != 0 and "config.json" in bad.stdout + bad.stderr
