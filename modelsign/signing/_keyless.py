@@ -70,15 +70,14 @@ def load_trust_config(*, staging: bool = False, path: str | os.PathLike[str] | N
         except (ValueError, KeyError, TypeError, SigstoreError) as e:
             raise InputError("not a valid Sigstore ClientTrustConfig", path=p,
                              expected="application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
-                             actual=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
-                             if str(e) else type(e).__name__) from e
+                             actual=f"{type(e).__name__}: {_first_line(e)[:120]}") from e
     try:
         if staging:
             return ClientTrustConfig.staging(offline=offline)
         return ClientTrustConfig.production(offline=offline)
     except SigstoreError as e:
         raise InputError(f"cannot load the {'staging' if staging else 'production'} Sigstore "
-                         f"trust configuration: {e}",
+                         f"trust configuration: {_first_line(e)}",
                          hint="pass --trust-config FILE") from e
 
 
@@ -91,10 +90,16 @@ def _identity_token(raw: str, *, client_id: str, source: TokenSource) -> Identit
     try:
         return IdentityToken(raw.strip(), client_id)
     except (IdentityError, ExpiredIdentity) as e:
-        raise InputError(f"{where} is not usable: {e}",
+        raise InputError(f"{where} is not usable: {_first_line(e)}",
                          expected=f"an unexpired OIDC JWT with aud={client_id!r}, iss, sub, "
                                   "iat and exp",
                          hint="get a fresh token (tokens last minutes)") from e
+
+
+def _first_line(e: BaseException) -> str:
+    """A foreign exception as one short line (pydantic and sigstore errors span many)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 def _http_detail(e: BaseException) -> str:
@@ -105,7 +110,7 @@ def _http_detail(e: BaseException) -> str:
     while cause is not None and not isinstance(cause, requests.HTTPError):
         cause = cause.__cause__
     if cause is None or cause.response is None:
-        return str(e) or type(e).__name__
+        return _first_line(e)
     body = " ".join(cause.response.text.split())[:200]
     return f"HTTP {cause.response.status_code}" + (f": {body}" if body else "")
 
@@ -198,7 +203,8 @@ class KeylessSigner:
             try:
                 raw = detect_credential(self._client_id)
             except IdentityError as e:
-                raise InputError(f"ambient CI credentials were found but cannot be used: {e}",
+                raise InputError("ambient CI credentials were found but cannot be used: "
+                                 f"{_first_line(e)}",
                                  hint="check the CI job's OIDC permissions (e.g. GitHub "
                                       "`permissions: id-token: write`), or pass "
                                       "--identity-token") from e
@@ -226,6 +232,11 @@ class KeylessSigner:
                              f"{_http_detail(e)}",
                              hint="retry, use --oauth-force-oob to paste a code, or pass "
                                   "--identity-token") from e
+        except EOFError as e:  # the out-of-band flow read a code from a closed stdin (CI)
+            raise InputError("no identity token for keyless signing: the interactive sign-in "
+                             "needs a terminal, and no token or CI credentials were found",
+                             hint="pass --identity-token or set SIGSTORE_ID_TOKEN; in CI, grant "
+                                  "the job an OIDC token; or sign with --key") from e
 
     def sign(self, statement: Statement) -> SignedBundle:
         import requests
@@ -246,7 +257,8 @@ class KeylessSigner:
             rekor_url = getattr(ctx._rekor, "url", rekor_url)
             payload = dsse.Statement(statement.raw)
         except (SigstoreError, ValueError) as e:
-            raise InputError(f"the Sigstore signing configuration is not usable: {e}",
+            raise InputError("the Sigstore signing configuration is not usable: "
+                             f"{_first_line(e)}",
                              hint="check --trust-config / --staging") from e
         stage = "certificate"
         try:
@@ -273,7 +285,7 @@ class KeylessSigner:
                                   "deployment") from e
         except SigstoreError as e:
             # e.g. the certificate's SCT does not verify against this trust config's CT keys.
-            raise InputError(f"Sigstore signing failed at the {stage} step: {e}",
+            raise InputError(f"Sigstore signing failed at the {stage} step: {_first_line(e)}",
                              hint="check that --trust-config matches the Fulcio/Rekor "
                                   "services it names") from e
         obj: dict[str, Any] = json.loads(bundle.to_json())

@@ -224,3 +224,29 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
                    "--trust-config", "--staging", "--oauth-force-oob", "--password-file",
                    "--output", "model.sig"):
         assert needle in out
+
+
+def test_interactive_sign_in_that_cannot_complete_is_one_line(
+        model: Path, sigstore: tuple[LoopbackSigstore, Path]) -> None:
+    """No token, no CI credentials, no terminal: `--oauth-force-oob` cannot get a code. Whatever
+    step fails (the issuer's discovery document, or reading the code from a closed stdin), the
+    user gets exit 2 and one line, and the old signature stays."""
+    import os
+    import subprocess
+    import sys
+
+    _, tc = sigstore
+    ci_vars = ("SIGSTORE_ID_TOKEN", "GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL",
+               "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITLAB_CI", "BUILDKITE", "CIRCLECI",
+               "GOOGLE_SERVICE_ACCOUNT_NAME")
+    env = {k: v for k, v in os.environ.items() if k not in ci_vars}
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelsign", "sign", str(model), "--trust-config", str(tc),
+         "--oauth-force-oob"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "sign-in" in lines[0] or "identity token" in lines[0]
+    _unchanged(model)
