@@ -56,8 +56,9 @@ MAX_NESTING = 32
 #: Largest string, bytes or list that ``+`` may build during evaluation.
 MAX_VALUE_LEN = 1_000_000
 #: Syntax-tree nodes one evaluation may visit.
-DEFAULT_MAX_STEPS = 200_000
-#: Seconds one evaluation may run.
+DEFAULT_MAX_STEPS = 100_000
+#: Seconds one evaluation may run: a backstop; the step budget (deterministic) normally stops
+#: a runaway condition first, so the same facts give the same report on any machine.
 DEFAULT_TIMEOUT = 2.0
 
 # Standard CEL macros; the variable each binds is in scope inside it.
@@ -307,6 +308,12 @@ def _clean(e: CELEvalError) -> CelError:
     if m := _NO_MEMBER.search(text):
         return CelError(f"no such field {m.group(1)!r} in the facts (guard it with has(...) "
                         "if it is optional)", kind="missing", line=e.line, column=e.column)
+    if text == "no such key" and cause is KeyError:
+        detail = e.args[2] if len(e.args) > 2 and isinstance(e.args[2], tuple) else ()
+        key = str(detail[0]) if detail else "?"
+        return CelError(f"no such field {key!r} in the facts (guard it with has(...) or "
+                        "`'key' in map` if it is optional)", kind="missing",
+                        line=e.line, column=e.column)
     if m := _UNDECLARED.search(text):
         return CelError(f"unknown name {m.group(1)!r}", kind="missing",
                         line=e.line, column=e.column)
@@ -314,9 +321,9 @@ def _clean(e: CELEvalError) -> CelError:
         short = re.sub(r"Token\('RULE', '([^']*)'\)", r"\1", text)
         short = re.sub(r"<class 'celpy\.celtypes\.(\w+)Type'>", r"\1", short)
         return CelError(f"type error: {short[:200]}", kind="type", line=e.line, column=e.column)
-    if cause is IndexError or "index" in text:
-        return CelError(f"index out of range: {text[:200]}", kind="missing",
-                        line=e.line, column=e.column)
+    if cause is IndexError:
+        return CelError("list index out of range", kind="missing", line=e.line,
+                        column=e.column)
     return CelError(text[:200], kind="error", line=e.line, column=e.column)
 
 

@@ -169,8 +169,10 @@ class _Reader:
                                     "policies; write the keys out")
                 if not isinstance(key_node, yaml.ScalarNode) \
                         or key_node.tag != "tag:yaml.org,2002:str":
-                    shown = getattr(key_node, "value", "?")
-                    raise self.stop(key_node, loc, f"key {shown!r} is not a string (quote it)")
+                    shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                    what = f"key {shown!r} is not a string" if shown is not None \
+                        else "a key is a list or a map, not a string"
+                    raise self.stop(key_node, loc, f"{what} (quote it)")
                 key = str(key_node.value)
                 if key in out:
                     first = self.lines.get((*loc, key), "?")

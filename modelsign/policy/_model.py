@@ -381,6 +381,21 @@ def _max_age(value: str) -> str:
     return value
 
 
+# The pattern is for editors (schema); the validator gives the better message.
+Duration = Annotated[str, Field(json_schema_extra={"pattern": _DURATION.pattern}),
+                     AfterValidator(_max_age)]
+
+
+def _frameworks(value: dict[str, str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for name in value:
+        canon = canonicalize_name(name)
+        if canon in seen:
+            raise ValueError(f"names {seen[canon]!r} and {name!r} are the same package")
+        seen[canon] = name
+    return value
+
+
 class PolicyDocument(_Input):
     """A modelsign policy file."""
 
@@ -394,10 +409,11 @@ class PolicyDocument(_Input):
                                                          max_length=256)
     datasets: DatasetRules | None = None
     lineage: LineageRules | None = None
-    frameworks: dict[FrameworkName, FrameworkSpec] | None = Field(
+    frameworks: Annotated[dict[FrameworkName, FrameworkSpec],
+                          AfterValidator(_frameworks)] | None = Field(
         default=None, description="Package -> PEP 440 specifier the provenance must satisfy.")
-    max_age: Annotated[str, AfterValidator(_max_age)] | None = Field(
-        default=None, alias="maxAge", pattern=_DURATION.pattern,
+    max_age: Duration | None = Field(
+        default=None, alias="maxAge",
         description="Oldest signature accepted, from the transparency-log time or the "
         "certificate time (never from the predicate): e.g. 365d, 12h.")
     serialization: SerializationRules | None = None
@@ -414,14 +430,6 @@ class PolicyDocument(_Input):
         n += len(self.lineage.conditions) if self.lineage else 0
         if n > MAX_CONDITIONS:
             raise ValueError(f"the policy has {n} conditions; at most {MAX_CONDITIONS} allowed")
-        if self.frameworks:
-            seen: dict[str, str] = {}
-            for name in self.frameworks:
-                canon = canonicalize_name(name)
-                if canon in seen:
-                    raise ValueError(f"frameworks names {seen[canon]!r} and {name!r}: the same "
-                                     "package twice")
-                seen[canon] = name
         return self
 
     @property
