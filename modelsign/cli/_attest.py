@@ -9,7 +9,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -28,6 +27,7 @@ from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelsign.claims import ClaimInfo, ClaimsFile, ParentVerifier
+    from modelsign.statements._provenance import Dependency
 
 _ATTEST_HELP = (
     "Sign a derivation claim about a model (or dataset) and append it to "
@@ -94,14 +94,16 @@ class OutputFormat(StrEnum):
 class _AttestCommand(TyperCommand):
     """Remembers the command-line order of options (pairs --parent-identity, --parent-issuer)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # ``Any``: typer vendors its own click, whose Context type is private to typer.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not ctx.resilient_parsing:
             try:
                 _, _, order = self.make_parser(ctx).parse_args(args=list(args))
                 ctx.meta[_ORDER_KEY] = [p.name for p in order]
-            except click.ClickException:
-                pass  # the real parse below reports it
-        return super().parse_args(ctx, args)
+            except Exception:  # noqa: BLE001 - the real parse below reports the same error
+                pass
+        result: list[str] = super().parse_args(ctx, args)
+        return result
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -282,7 +284,7 @@ def attest(
                                   ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
                                   no_cache=no_cache) if explicit else None
     claim = do_attest(
-        path, signer=signer, relation=relation,  # type: ignore[arg-type]
+        path, signer=signer, relation=relation,
         method=method, params=params, config=config, base_models=base_model or [],
         datasets=dataset or [], dataset_split=dataset_split, uri=uri, code=code,
         frameworks=framework or [], builder_id=builder_id or DEFAULT_BUILDER_ID,
@@ -300,7 +302,7 @@ def attest(
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _dep(d: Any) -> str:
+def _dep(d: Dependency) -> str:
     signed = {True: "signed, verified", False: "unsigned", None: ""}[d.signed]
     extra = ", ".join(x for x in (signed, f"split {d.split}" if d.split else "") if x)
     return d.label() + (f" ({extra})" if extra else "")

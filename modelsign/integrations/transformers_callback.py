@@ -71,7 +71,7 @@ def _arg_value(value: Any) -> str | int | float | bool | None:
     return inner if isinstance(inner, (str, int, float, bool)) else str(inner)
 
 
-class ProvenanceCallback(TrainerCallback):  # type: ignore[misc]
+class ProvenanceCallback(TrainerCallback):
     """Signs and appends a derivation claim for the trainer's final model (see module doc)."""
 
     def __init__(

@@ -24,10 +24,16 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote
 
-from google.protobuf.json_format import MessageToDict
-from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
-from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
-from in_toto_attestation.v1.statement import Statement as _PbStatement
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from in_toto_attestation.predicates.provenance.v1 import (  # type: ignore[import-untyped]
+    provenance_pb2,
+)
+from in_toto_attestation.v1.resource_descriptor import (  # type: ignore[import-untyped]
+    ResourceDescriptor,
+)
+from in_toto_attestation.v1.statement import (  # type: ignore[import-untyped]
+    Statement as _PbStatement,
+)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from modelsign.errors import InputError, SignatureFormatError
@@ -260,7 +266,7 @@ def provenance_statement(
                              expected="each parent once", actual="twice")
         seen.add(key)
 
-    prov = provenance_pb2.Provenance()  # type: ignore[attr-defined]
+    prov = provenance_pb2.Provenance()
     bd = prov.build_definition
     bd.build_type = DERIVATION_BUILD_TYPE
     bd.external_parameters.update(external.model_dump(by_alias=True, exclude_none=True,
