@@ -8,7 +8,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from modelsign.cli._sign import _build_signer, _hash_spec
+from modelsign.cli._options import (
+    Algorithm,
+    AlgorithmOption,
+    IgnorePathOption,
+    Method,
+    MethodOption,
+    NoCacheOption,
+    ShardSizeOption,
+    hash_spec_from_options,
+)
+from modelsign.cli._sign import _build_signer
 from modelsign.cli._verify import (
     _ORDER_KEY,
     OutputFormat,
@@ -59,7 +69,6 @@ Exit codes: 0 verified, 1 verification failed (pre-flight, files, signature, ide
 
 _KEY = "Key signing"
 _KEYLESS = "Keyless signing (Sigstore)"
-_HASHING = "Hashing"
 _ATTEST = "Provenance (--attest)"
 _HUB = "Hub"
 _VKEYLESS = "Keyless (Sigstore) signatures"
@@ -120,21 +129,11 @@ def publish(
     trust_config: Annotated[Optional[Path], typer.Option(
         "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
-    method: Annotated[str, typer.Option(
-        "--method", help="files: one digest per file (enables the Hub pre-flight); shards.",
-        rich_help_panel=_HASHING)] = "files",
-    algorithm: Annotated[str, typer.Option(
-        "--algorithm", help="sha256 (enables the Hub pre-flight), blake2b or blake3.",
-        rich_help_panel=_HASHING)] = "sha256",
-    shard_size: Annotated[int, typer.Option(
-        "--shard-size", help="Bytes per shard (shards method).",
-        rich_help_panel=_HASHING)] = 1_000_000_000,
-    ignore_path: Annotated[Optional[list[str]], typer.Option(
-        "--ignore-path", help="Path (relative to PATH) to leave out of the signature; "
-        "repeatable.", rich_help_panel=_HASHING, show_default=False)] = None,
-    no_cache: Annotated[bool, typer.Option(
-        "--no-cache", help="Re-hash every file; ignore the incremental cache.",
-        rich_help_panel=_HASHING)] = False,
+    method: MethodOption = Method.files,
+    algorithm: AlgorithmOption = Algorithm.sha256,
+    shard_size: ShardSizeOption = None,
+    ignore_path: IgnorePathOption = None,
+    no_cache: NoCacheOption = False,
     attest: Annotated[Optional[str], typer.Option(
         "--attest", help="Also sign a derivation claim with this relation (finetune, adapter, "
         "quantized, ...), appended to PATH/claims.jsonl and uploaded.",
@@ -146,6 +145,11 @@ def publish(
     dataset: Annotated[Optional[list[str]], typer.Option(
         "--dataset", help="Dataset REF for --attest; repeatable.", rich_help_panel=_ATTEST,
         show_default=False)] = None,
+    card_metadata: Annotated[bool, typer.Option(
+        "--card-metadata", help="Write base_model, base_model_relation and datasets into "
+        "PATH/README.md's metadata (before signing) from the --attest parents on the Hub "
+        "(hf://...), so the Hub's model tree agrees with the signed claim.",
+        rich_help_panel=_ATTEST)] = False,
 ) -> None:
     from modelsign.integrations.huggingface import publish as do_publish
 
@@ -153,13 +157,19 @@ def publish(
         raise InputError("--base-model and --dataset need --attest RELATION")
     if repo_type not in ("model", "dataset"):
         raise InputError("--repo-type must be model or dataset", actual=repo_type)
-    spec = _hash_spec(method, algorithm, shard_size, ignore_path or [], False, no_cache)
+    spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
+                                  ignore_paths=ignore_path, no_cache=no_cache)
     signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
                            identity_token=identity_token, oauth_force_oob=oauth_force_oob,
                            staging=staging, trust_config=trust_config)
+    if card_metadata and not attest:
+        raise InputError("--card-metadata needs --attest RELATION (the card follows the claim)")
     claims = None
+    card: dict[str, Any] | None = None
     if attest:
-        claims = _attester(path, signer, attest, base_model or [], dataset or [])
+        if card_metadata:
+            card = _write_card(path, attest, base_model or [], dataset or [])
+        claims = _attester(path, signer, attest, base_model or [], dataset or [], card)
     result = do_publish(path, repo, signer=signer, spec=spec, revision=revision,
                         repo_type=repo_type, create_pr=create_pr,  # type: ignore[arg-type]
                         private=private, commit_message=commit_message, claims=claims,
@@ -173,12 +183,32 @@ def publish(
         + f"  verify with: modelsign hf verify {result.repo_id}@{result.commit} ...\n")
 
 
+def _write_card(path: Path, relation: str, bases: list[str],
+                datasets: list[str]) -> dict[str, Any]:
+    from modelsign.claims import resolve_parent
+    from modelsign.integrations.huggingface import card_metadata, write_card_metadata
+
+    if not path.is_dir():
+        raise InputError("hf publish takes a model directory", path=path)
+    parents_b = [resolve_parent(r, what="base model") for r in bases]
+    parents_d = [resolve_parent(r, what="dataset") for r in datasets]
+    card = card_metadata(relation, parents_b, parents_d)
+    if not card:
+        raise InputError("--card-metadata: no parent is a Hub revision, so there is nothing "
+                         "to write", hint="give parents as hf://org/name@<commit> (datasets: "
+                         "hf://datasets/org/name@<commit>), or drop --card-metadata")
+    written = write_card_metadata(path, card)
+    _err(f"model card: {written} now says " + ", ".join(f"{k}={v}" for k, v in card.items()))
+    return card
+
+
 def _attester(path: Path, signer: Any, relation: str, bases: list[str],
-              datasets: list[str]) -> Any:
+              datasets: list[str], card: dict[str, Any] | None) -> Any:
     """The ``claims=`` hook of publish: attest after signing, check the claim is about the same
-    root digest, and hand back the claims file to upload."""
+    root digest (and says what the card says), and hand back the claims file to upload."""
     def hook(sign_result: Any) -> bytes:
         from modelsign.claims import attest as do_attest
+        from modelsign.integrations.huggingface import card_metadata
 
         claim = do_attest(path, signer=signer, relation=relation,  # type: ignore[arg-type]
                           base_models=bases, datasets=datasets)
@@ -187,6 +217,12 @@ def _attester(path: Path, signer: Any, relation: str, bases: list[str],
             raise ModelsignError("the claim and the signature are about different contents",
                                  path=path, expected=sign_result.root_digest, actual=subject,
                                  hint="the directory changed while signing; publish again")
+        if card is not None:
+            said = card_metadata(claim.view.relation, claim.view.base_models,
+                                 claim.view.datasets)
+            if said != card:
+                raise ModelsignError("the model card and the signed claim disagree", path=path,
+                                     expected=str(said), actual=str(card))
         return Path(claim.path).read_bytes()
     return hook
 

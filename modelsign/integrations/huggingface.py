@@ -77,6 +77,8 @@ __all__ = [
     "verify_hub",
     "verified_snapshot",
     "publish",
+    "card_metadata",
+    "write_card_metadata",
     "MAX_CLAIMS_BYTES",
 ]
 
@@ -822,6 +824,58 @@ def publish(
         + (f", {len(stale)} deleted" if stale else "") + ")")
     return PublishResult(repo_id, repo_type, revision, head, info.oid, str(info.commit_url),
                          info.pr_revision, info.pr_url, result, tuple(uploaded))
+
+
+# --------------------------------------------------------------------------- model card
+def _hub_id(uri: str | None, *, dataset: bool) -> str | None:
+    """``hf://org/name[@rev]`` -> ``org/name`` (``hf://datasets/...`` for datasets), else None."""
+    if not uri or not uri.startswith("hf://"):
+        return None
+    rest = uri[len("hf://"):].split("@", 1)[0]
+    if rest.startswith("datasets/") != dataset:
+        return None
+    rest = rest.removeprefix("datasets/")
+    return rest if _REPO_ID.fullmatch(rest) else None
+
+
+def card_metadata(relation: str, base_models: Sequence[Any],
+                  datasets: Sequence[Any]) -> dict[str, Any]:
+    """The model card's ``base_model``, ``base_model_relation`` and ``datasets`` for a derivation.
+
+    ``base_models`` / ``datasets`` are anything with a ``uri`` (the ``Dependency`` entries of a
+    derivation claim, or the parents ``modelsign.claims.resolve_parent`` returns); only Hub parents
+    (``hf://...``) have a Hub id. ``base_model_relation`` is set where the Hub has the relation.
+    """
+    from modelsign.statements._models import HUB_BASE_MODEL_RELATION
+
+    bases = [i for d in base_models if (i := _hub_id(getattr(d, "uri", None), dataset=False))]
+    data = [i for d in datasets if (i := _hub_id(getattr(d, "uri", None), dataset=True))]
+    out: dict[str, Any] = {}
+    if bases:
+        out["base_model"] = bases[0] if len(bases) == 1 else bases
+        rel = HUB_BASE_MODEL_RELATION.get(relation)  # type: ignore[call-overload]
+        if rel is not None:
+            out["base_model_relation"] = rel
+    if data:
+        out["datasets"] = data
+    return out
+
+
+def write_card_metadata(path: PathLike, metadata: Mapping[str, Any]) -> Path:
+    """Set these keys in the YAML header of ``PATH/README.md`` (created when missing), keeping
+    the rest of the card. Returns the card's path."""
+    from huggingface_hub.repocard import metadata_load, metadata_save
+
+    card = Path(path) / "README.md"
+    try:
+        current = metadata_load(card) if card.is_file() else None
+    except (ValueError, OSError) as e:
+        raise InputError(f"the model card's YAML header is unreadable: {e}", path=card,
+                         hint="fix the header between the '---' lines") from e
+    data = dict(current or {})
+    data.update(metadata)
+    metadata_save(card, data)
+    return card
 
 
 def _check_upload_digests(manifest: Manifest, ops: Sequence[Any], root: Path) -> None:

@@ -319,6 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
     query: dict[str, list[str]]
     body: bytes
     status: int | None
+    _logged: bool
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -338,6 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(length) if length else b""
         self.status = None
+        self._logged = False
         try:
             for route_method, regex, handler in _ROUTES:
                 match = regex.fullmatch(split.path)
@@ -355,11 +357,19 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001 - a bug here: answer 400 (a 5xx makes the client retry)
             self._send_json({"error": f"loopback hub error: {e!r}"}, 400)
         finally:
-            self.hub.requests.append(HubRequest(method, self.path, self.status))
+            self._log()
+
+    def _log(self) -> None:
+        """Record the request once, *before* the response leaves, so a test that reads
+        ``hub.requests`` right after the client returns sees it."""
+        if not self._logged:
+            self._logged = True
+            self.hub.requests.append(HubRequest(self.command, self.path, self.status))
 
     # ------------------------------------------------------------------ response helpers
     def _send(self, status: int, body: bytes, headers: Mapping[str, Any]) -> None:
         self.status = status
+        self._log()
         self.send_response(status)
         for key, value in headers.items():
             if value is not None:

@@ -25,6 +25,7 @@ from modelsign.testing._pki import make_key
 pytest.importorskip("huggingface_hub")
 
 BASE = "hf://nreimers/MiniLM-L6-H384-uncased@" + "3276f0fac9d818781d7a1327b3ff818fc4e643c0"
+DATA = "hf://datasets/sentence-transformers/embedding-training-data@" + "a" * 40
 
 
 def _cli(*args: str | os.PathLike[str]) -> int:
@@ -55,7 +56,8 @@ def published(loopback_hub: LoopbackHub, minilm_dir: Path,
         mp.setenv("HF_TOKEN", "hf_loopback")
         start = len(loopback_hub.requests)
         code = _cli("hf", "publish", model, "--repo", repo, "--key", keys.private,
-                    "--attest", "finetune", "--base-model", BASE)
+                    "--attest", "finetune", "--base-model", BASE, "--dataset", DATA,
+                    "--card-metadata")
         posts = loopback_hub.commit_posts(repo, since=start)
     assert code == 0
     yield SimpleNamespace(repo=repo, model=model, keys=keys, posts=posts,
@@ -72,6 +74,18 @@ def test_publish_is_one_commit_with_weights_signature_and_claims(published: Any,
              for p in published.model.rglob("*") if p.is_file()}
     assert {"model.safetensors", "model.sig", "claims.jsonl", "tokenizer.json"} <= set(files)
     assert {k: v for k, v in files.items() if k != ".gitattributes"} == local
+
+
+def test_the_model_card_says_what_the_signed_claim_says(published: Any,
+                                                        hub: LoopbackHub) -> None:
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(hub.files(published.repo)["README.md"].decode())
+    assert card.data.base_model == "nreimers/MiniLM-L6-H384-uncased"
+    assert card.data.base_model_relation == "finetune"
+    assert card.data.datasets == ["sentence-transformers/embedding-training-data"]
+    assert card.data.license == "apache-2.0"  # the rest of the card is kept
+    assert "all-MiniLM-L6-v2" in card.text
 
 
 def test_hf_verify_passes(published: Any, hub: LoopbackHub, tmp_path: Path,
