@@ -209,3 +209,21 @@ def test_foreign_framework_uri_is_kept_verbatim() -> None:
     v = parse_provenance(parse_statement(_mutated(edit)))
     weird = next(f for f in v.frameworks if f.name == "weird")
     assert weird.version is None and weird.uri == "https://example.com/weird.whl"
+
+
+def test_any_in_toto_reader_parses_it_strictly() -> None:
+    """The payload parses into the in-toto Statement and SLSA Provenance v1 protobuf messages
+    with unknown fields refused: nothing in it is outside the standard shapes."""
+    from google.protobuf.json_format import Parse, ParseDict
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.statement import Statement as PbStatement
+
+    st = _full()
+    msg = Parse(st.raw.decode(), statement_pb2.Statement(), ignore_unknown_fields=False)
+    PbStatement.copy_from_pb(msg).validate()
+    prov = ParseDict(json.loads(st.raw)["predicate"], provenance_pb2.Provenance(),
+                     ignore_unknown_fields=False)
+    assert prov.build_definition.build_type == DERIVATION_BUILD_TYPE
+    assert len(prov.build_definition.resolved_dependencies) == 6
+    assert prov.run_details.metadata.invocation_id == "run-42"
