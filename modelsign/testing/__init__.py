@@ -15,6 +15,7 @@ and ``modelsign sigstore serve`` runs the same stack from the command line.
 
 from __future__ import annotations
 
+from modelsign.testing._pki import CertChain, KeyPair, make_cert_chain, make_key
 from modelsign.testing._sigstore import (
     DEFAULT_MAX_REQUEST_BYTES,
     GITHUB_ACTIONS_ISSUER,
@@ -24,6 +25,10 @@ from modelsign.testing._sigstore import (
 )
 
 __all__ = [
+    "CertChain",
+    "KeyPair",
+    "make_cert_chain",
+    "make_key",
     "DEFAULT_MAX_REQUEST_BYTES",
     "GITHUB_ACTIONS_ISSUER",
     "CertificateFault",
