@@ -129,7 +129,8 @@ def read_claims(
     max_file_bytes: int = MAX_CLAIMS_FILE_BYTES,
     max_lines: int = MAX_CLAIM_LINES,
 ) -> ClaimsFile:
-    """Read a claims file (the file itself, or an artifact whose claims file it is).
+    """Read a claims file (the file itself, or a directory whose ``claims.jsonl`` it is; for a
+    single-file artifact pass :func:`claims_path` of it).
 
     A missing file is an empty :class:`ClaimsFile` with ``exists=False``. Blank lines are skipped
     (line numbers still count them). An over-long line is reported as a problem of that line; a

@@ -335,3 +335,16 @@ def test_hashing_options_before_signing_and_against_a_signature(
               "--key", str(release.private), "--no-hardware"])
     assert rc == 2 and "differ from the ones the artifact's signature" in capsys.readouterr().err
     assert len(read_claims(m).lines) == 1
+
+
+def test_a_single_file_artifact_keeps_its_claims_beside_it(tmp_path: Path,
+                                                           release: KeyPair) -> None:
+    w = tmp_path / "model.gguf"
+    w.write_bytes(b"GGUF" + b"\0" * 2048)
+    root = sign_model(w, signer=KeySigner.from_pem_file(release.private)).root_digest
+    _ok("attest", w, "--relation", "format_conversion", "--key", release.private,
+        "--no-hardware")
+    assert (tmp_path / "model.gguf.claims.jsonl").is_file()
+    report = verify_claims(w, root, key=release.public)
+    assert report.ok and len(report.claims) == 1, report.describe_failures()
+    assert "format_conversion" in _ok("claims", w)
