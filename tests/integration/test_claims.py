@@ -27,6 +27,20 @@ from modelsign.verify import Identity, Trust, verify_model
 from modelsign.verify._claims import verify_claims
 
 ISSUER_ID = "trainer@acme.test"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def _check_report_schema(doc: dict) -> None:  # type: ignore[type-arg]
+    """The report matches schemas/claims-report.schema.json (signer as in the verify report)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    registry: Registry = Registry()
+    for name in ("claims-report.schema.json", "verify-report.schema.json"):
+        schema = json.loads((SCHEMAS / name).read_text())
+        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
+    claims_schema = json.loads((SCHEMAS / "claims-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(claims_schema, registry=registry).validate(doc)
 
 
 def _model(path: Path, seed: int) -> Path:
@@ -106,6 +120,7 @@ def test_key_signed_chain(tmp_path: Path, release: KeyPair) -> None:
     assert (v.finished_on - v.started_on).total_seconds() == 9000
 
     # any in-toto reader sees a plain Statement v1 with SLSA provenance
+    _check_report_schema(json.loads(json.dumps(report.to_json())))
     payload = json.loads(claim.verified.statement.raw)  # type: ignore[union-attr]
     assert payload["_type"] == "https://in-toto.io/Statement/v1"
     assert payload["predicate"]["buildDefinition"]["buildType"] == DERIVATION_BUILD_TYPE
@@ -183,6 +198,7 @@ def test_keyless_chain_with_the_real_sigstore_verifier(tmp_path: Path, sigstore)
     assert c.derivation is not None
     assert [d.sha256 for d in c.derivation.base_models] == [base_root]
     assert [d.sha256 for d in c.derivation.datasets] == [data_root]
+    _check_report_schema(json.loads(json.dumps(report.to_json())))
 
     # the same claim, checked against an identity that is not allowed: failed, with its line
     wrong = verify_claims(ft, root, identities=[Identity(issuer=s.url, identity="x@acme.test")],
@@ -249,7 +265,7 @@ def test_every_broken_line_is_reported_with_its_number(tmp_path: Path, release: 
     assert "line 1: verified, signed by sha256:" in text
     doc = report.to_json()
     assert doc["verdict"] == "failed" and doc["summary"] == {"total": 7, "ok": 2, "failed": 5}
-    json.dumps(doc)
+    _check_report_schema(json.loads(json.dumps(doc)))
 
 
 def test_unknown_predicate_types_are_reported_not_failed(tmp_path: Path,
