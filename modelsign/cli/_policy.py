@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +12,10 @@ import typer
 
 _HELP = """Write and check policy files (apiVersion: modelsign/v1, kind: ModelPolicy).
 
-A policy says who must have signed a model, which claims must exist and what they must say, which datasets, lineage and framework versions are acceptable, how old a signature may be and whether pickle files are allowed, with CEL conditions for the rest. `modelsign verify PATH --policy FILE` applies one after verification.
+A policy says who must have signed a model, which claims must exist and what they must
+say, which datasets, lineage and framework versions are acceptable, how old a signature may
+be and whether pickle files are allowed, with CEL conditions for the rest.
+`modelsign verify PATH --policy FILE` applies one after verification.
 """
 
 _SCHEMA_HELP = """Print the JSON Schema of policy files (or, with --report, of the policy report).
@@ -26,7 +29,11 @@ Examples:
   modelsign policy schema --report
 """
 
-_LINT_HELP = """Check policy files: YAML syntax, the schema (unknown keys, wrong types, bad durations, PEP 440 specifiers), every CEL condition (it must compile and use only the documented variables), and the key and certificate files the policy names.
+_LINT_HELP = """Check policy files.
+
+Checks the YAML syntax, the schema (unknown keys, wrong types, bad durations, PEP 440
+specifiers), every CEL condition (it must compile and use only the documented variables),
+and the key and certificate files the policy names.
 
 Every problem is printed as FILE:LINE: KEY.PATH: MESSAGE.
 
@@ -40,7 +47,7 @@ Exit codes: 0 clean, 2 problems found (or a file cannot be read), 3 internal err
 """
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 

@@ -27,26 +27,27 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
 import celpy
 import celpy.celtypes as ct
 import lark
+from celpy.celparser import CELParseError
 from celpy.evaluation import Activation, CELEvalError, Evaluator
 
 __all__ = [
+    "DEFAULT_MAX_STEPS",
+    "DEFAULT_TIMEOUT",
+    "MAX_NESTING",
+    "MAX_SOURCE_CHARS",
+    "MAX_VALUE_LEN",
     "CelError",
     "CelProgram",
     "compile_condition",
     "evaluate_condition",
     "to_cel",
-    "MAX_SOURCE_CHARS",
-    "MAX_NESTING",
-    "MAX_VALUE_LEN",
-    "DEFAULT_MAX_STEPS",
-    "DEFAULT_TIMEOUT",
 ]
 
 #: Longest condition accepted, in characters.
@@ -98,7 +99,7 @@ class CelProgram:
 
     source: str
     names: frozenset[str]
-    _ast: lark.Tree = field(repr=False, compare=False)
+    _ast: lark.Tree[lark.Token] = field(repr=False, compare=False)
 
 
 # One environment for the process; celpy raises the recursion limit when one is created, so
@@ -139,9 +140,9 @@ def _nesting(source: str) -> int:
     return best
 
 
-def _tokens(tree: lark.Tree) -> Iterable[tuple[str, lark.Token]]:
+def _tokens(tree: lark.Tree[lark.Token]) -> Iterable[tuple[str, lark.Token]]:
     """(node kind, token) for identifiers and called names, in source order."""
-    for node in tree.iter_subtrees_topdown():
+    for node in tree.iter_subtrees_topdown():  # type: ignore[no-untyped-call]
         if node.data == "ident" and node.children and isinstance(node.children[0], lark.Token):
             yield "ident", node.children[0]
         elif node.data == "ident_arg" and node.children \
@@ -152,7 +153,7 @@ def _tokens(tree: lark.Tree) -> Iterable[tuple[str, lark.Token]]:
             yield "method", node.children[1]
 
 
-def _macro_vars(tree: lark.Tree) -> set[str]:
+def _macro_vars(tree: lark.Tree[lark.Token]) -> set[str]:
     bound: set[str] = set()
     for node in tree.find_data("member_dot_arg"):
         if len(node.children) < 3 or not isinstance(node.children[1], lark.Token):
@@ -234,7 +235,7 @@ def compile_condition(source: str, names: frozenset[str]) -> CelProgram:
                        kind="invalid")
     try:
         ast = _env().compile(source)
-    except celpy.CELParseError as e:
+    except CELParseError as e:
         raise CelError(_syntax_message(source, e.line, e.column), kind="syntax",
                        line=e.line, column=e.column) from None
     except RecursionError:
@@ -254,7 +255,7 @@ def compile_condition(source: str, names: frozenset[str]) -> CelProgram:
 
 # ------------------------------------------------------------------------------- evaluation
 class _Budget:
-    __slots__ = ("steps", "max_steps", "deadline", "timeout")
+    __slots__ = ("deadline", "max_steps", "steps", "timeout")
 
     def __init__(self, max_steps: int, timeout: float) -> None:
         self.steps = 0
@@ -280,15 +281,16 @@ class _OutOfBudget(Exception):
 class _BoundedEvaluator(Evaluator):
     """celpy's tree-walking evaluator, charged one step per node visited."""
 
-    def __init__(self, ast: lark.Tree, activation: Activation, budget: _Budget) -> None:
+    def __init__(self, ast: lark.Tree[lark.Token], activation: Activation,
+                 budget: _Budget) -> None:
         super().__init__(ast, activation)
         self._budget = budget
 
-    def _visit_tree(self, tree: lark.Tree) -> Any:  # lark's per-node entry point
+    def _visit_tree(self, tree: lark.Tree[lark.Token]) -> Any:  # lark's per-node entry point
         self._budget.tick()
         return super()._visit_tree(tree)
 
-    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
+    def sub_evaluator(self, ast: lark.Tree[lark.Token]) -> Evaluator:
         return _BoundedEvaluator(ast, self.activation, self._budget)
 
 
@@ -379,7 +381,7 @@ def to_cel(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime in CEL facts")
-        return ct.TimestampType(value.astimezone(timezone.utc))
+        return ct.TimestampType(value.astimezone(UTC))
     if isinstance(value, timedelta):
         return ct.DurationType(seconds=int(value.total_seconds()))
     if isinstance(value, Mapping):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -40,7 +40,7 @@ from modelsign.policy._model import (
 )
 from modelsign.policy._report import PolicyRef, PolicyReport, ReportSubject, RuleResult, RuleStatus
 
-__all__ = ["evaluate", "DEFAULT_TOTAL_CEL_TIMEOUT"]
+__all__ = ["DEFAULT_TOTAL_CEL_TIMEOUT", "evaluate"]
 
 #: Seconds all conditions of one evaluation may take together.
 DEFAULT_TOTAL_CEL_TIMEOUT = 10.0
@@ -51,7 +51,7 @@ _FORMAT_WORDS = {"pickle": "a pickle", "pytorch-zip": "a PyTorch zip archive wit
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _render(loc: Loc) -> str:
@@ -77,7 +77,7 @@ def _age(seconds: float) -> str:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Run:
@@ -303,7 +303,7 @@ class _Run:
             lineage = self.facts.lineage
             states = {n.digest: n for n in lineage.nodes if n.role == "dataset"}
             bad = []
-            for c, d in datasets:
+            for _, d in datasets:
                 node = states.get(d.sha256 or "")
                 if node is None:
                     why = "its own signature was not checked" + (
@@ -357,7 +357,8 @@ class _Run:
             root = self.facts.root_digest
             labels = {n.digest: n.label() for n in lin.models}
             # The model's own steps come from its verified claims; the ancestors' from lineage.
-            edges = [(f"this model ({c.where()})", v.relation, "its base model(s)")
+            edges: list[tuple[str, str, str]] = [
+                (f"this model ({c.where()})", v.relation, "its base model(s)")
                      for c, v in self.facts.derivations if v.base_models]
             edges += [(labels.get(n.child, f"sha256:{n.child[:12]}..."), n.relation, n.label())
                       for n in lin.models if n.relation is not None and n.child != root]
@@ -508,7 +509,7 @@ def evaluate(policy: Policy, facts: Facts, *, clock: Callable[[], datetime] = _u
         policy=PolicyRef(source=policy.source, sha256=policy.sha256,
                          name=doc.metadata.name if doc.metadata else None),
         subject=ReportSubject(name=facts.subject_name, digest={"sha256": facts.root_digest}),
-        evaluatedAt=now,
+        evaluated_at=now,
         summary=summary,
         rules=tuple(run.results),
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -39,17 +39,17 @@ from modelsign.verify import Signer, VerificationResult, VerifiedStatement
 from modelsign.verify._claims import ClaimsReport
 
 __all__ = [
-    "Facts",
-    "SignerFacts",
-    "ClaimFacts",
-    "RejectedClaim",
-    "LineageFacts",
-    "LineageNodeFacts",
-    "FileFacts",
-    "LineageNodeLike",
-    "LineageLike",
-    "build_facts",
     "NODE_STATES",
+    "ClaimFacts",
+    "Facts",
+    "FileFacts",
+    "LineageFacts",
+    "LineageLike",
+    "LineageNodeFacts",
+    "LineageNodeLike",
+    "RejectedClaim",
+    "SignerFacts",
+    "build_facts",
 ]
 
 #: Lineage node states (issue 5).
@@ -67,7 +67,7 @@ _TOKEN = _Token()
 
 
 def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------------------- the facts
@@ -316,13 +316,14 @@ def _claim_inputs(claims: ClaimsReport | Iterable[VerifiedStatement]) -> list[_C
             else:  # a failed line may still hold a verified signature: never use it
                 out.append(_ClaimInput(c.line, None, c.reason or "did not verify"))
         return out
-    out = []
-    for i, c in enumerate(claims, start=1):
-        if not isinstance(c, VerifiedStatement):
-            raise InternalError(f"claim {i} is a {type(c).__name__}, not a verified statement",
-                                hint="only modelsign.verify produces claims a policy may judge")
-        out.append(_ClaimInput(i, c))
-    return out
+    bare = []
+    for i, statement in enumerate(claims, start=1):
+        if not isinstance(statement, VerifiedStatement):
+            raise InternalError(
+                f"claim {i} is a {type(statement).__name__}, not a verified statement",
+                hint="only modelsign.verify produces claims a policy may judge")
+        bare.append(_ClaimInput(i, statement))
+    return bare
 
 
 def _files(result: VerificationResult, sniff_files: bool) -> tuple[FileFacts, ...]:
@@ -395,7 +396,8 @@ def build_facts(result: VerificationResult, *,
             rejected.append(RejectedClaim(c.line, c.error or "did not verify"))
             continue
         if not isinstance(c.statement, VerifiedStatement):
-            raise InternalError("a claim's statement is not a VerifiedStatement")  # pragma: no cover
+            raise InternalError(  # pragma: no cover - ClaimsReport lines hold verified ones
+                "a claim's statement is not a VerifiedStatement")
         stmt = c.statement.statement
         digests = [s.digest.get("sha256") for s in stmt.subjects]
         if digests != [result.root_digest]:

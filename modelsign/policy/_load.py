@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
@@ -38,8 +38,14 @@ from modelsign.policy._model import (
     TrustRootFile,
 )
 
-__all__ = ["Policy", "LintProblem", "load_policy", "lint_policy", "parse_policy",
-           "MAX_POLICY_BYTES"]
+__all__ = [
+    "MAX_POLICY_BYTES",
+    "LintProblem",
+    "Policy",
+    "lint_policy",
+    "load_policy",
+    "parse_policy",
+]
 
 #: Largest policy file read.
 MAX_POLICY_BYTES = 1024 * 1024

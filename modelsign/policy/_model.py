@@ -32,26 +32,26 @@ from modelsign.statements._models import Relation
 
 __all__ = [
     "API_VERSION",
-    "KIND",
-    "CONTEXT_NAMES",
     "CLAIM_CONTEXT_NAMES",
+    "CONTEXT_NAMES",
     "EXTENSION_OIDS",
+    "KIND",
+    "MAX_CONDITIONS",
+    "ClaimConditionSpec",
+    "ClaimRequirement",
     "Condition",
     "ConditionSpec",
-    "ClaimConditionSpec",
-    "condition_text",
-    "SignerRule",
-    "ClaimRequirement",
     "DatasetRules",
-    "ParentRule",
     "LineageRules",
-    "SerializationRules",
-    "TrustRootFile",
-    "PolicyMetadata",
+    "ParentRule",
     "PolicyDocument",
-    "policy_json_schema",
+    "PolicyMetadata",
+    "SerializationRules",
+    "SignerRule",
+    "TrustRootFile",
+    "condition_text",
     "parse_duration",
-    "MAX_CONDITIONS",
+    "policy_json_schema",
 ]
 
 API_VERSION = "modelsign/v1"
@@ -271,7 +271,7 @@ class ClaimRequirement(_Input):
                                  description="e.g. https://slsa.dev/provenance/v1")
     signers: Signers | None = Field(
         default=None, description="Who may sign this claim; default: the policy's signers.")
-    conditions: tuple[ClaimCondition, ...] = Field(  # type: ignore[valid-type]
+    conditions: tuple[ClaimCondition, ...] = Field(
         default=(), max_length=64,
         description="CEL conditions over `predicate`, `claim` and the whole context.")
     min_count: int = Field(default=1, ge=1, le=10_000, alias="minCount")
@@ -325,7 +325,7 @@ class LineageRules(_Input):
         default=None, alias="allowedRelations", min_length=1,
         description="Relations allowed for this model and every ancestor.")
     parents: tuple[ParentRule, ...] = Field(default=(), max_length=256)
-    conditions: tuple[Condition, ...] = Field(  # type: ignore[valid-type]
+    conditions: tuple[Condition, ...] = Field(
         default=(), max_length=64, description="CEL conditions (usually over `lineage`).")
 
     @model_validator(mode="after")
@@ -420,7 +420,7 @@ class PolicyDocument(_Input):
     trust_root: Literal["production", "staging"] | TrustRootFile = Field(
         default="production", alias="trustRoot",
         description="Sigstore trust root for keyless signatures.")
-    conditions: tuple[Condition, ...] = Field(  # type: ignore[valid-type]
+    conditions: tuple[Condition, ...] = Field(
         default=(), max_length=MAX_CONDITIONS,
         description="CEL conditions over the whole context.")
 

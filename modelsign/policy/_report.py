@@ -8,7 +8,7 @@ generated from :class:`PolicyReport`. :meth:`PolicyReport.to_json_bytes` is cano
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -17,8 +17,17 @@ from pydantic_core import core_schema
 
 from modelsign.statements._json import canonical_bytes
 
-__all__ = ["RuleStatus", "RuleResult", "PolicyRef", "ReportSubject", "PolicyReport",
-           "report_json_schema", "REPORT_SCHEMA_ID", "POLICY_SCHEMA_ID", "schema_texts"]
+__all__ = [
+    "POLICY_SCHEMA_ID",
+    "REPORT_SCHEMA_ID",
+    "PolicyRef",
+    "PolicyReport",
+    "ReportSubject",
+    "RuleResult",
+    "RuleStatus",
+    "report_json_schema",
+    "schema_texts",
+]
 
 REPORT_SCHEMA_ID = "https://modelsign.dev/schemas/policy-report.schema.json"
 POLICY_SCHEMA_ID = "https://modelsign.dev/schemas/policy.schema.json"
@@ -67,7 +76,7 @@ class PolicyReport(_Out):
 
     @field_serializer("evaluated_at")
     def _utc(self, t: datetime) -> str:
-        return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
     @property
     def passed(self) -> bool:

@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["FileFormat", "sniff", "PICKLE_FORMATS"]
+__all__ = ["PICKLE_FORMATS", "FileFormat", "sniff"]
 
 FileFormat = Literal["pickle", "pytorch-zip", "numpy-object", "safetensors", "gguf", "zip",
                      "numpy", "other"]

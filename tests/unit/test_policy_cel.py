@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -24,7 +24,7 @@ CTX = {
                          "l": list(range(10))}),
     "lineage": to_cel({"depth": 2, "nodes": [{"uri": "hf://acme/base", "state": "verified"},
                                              {"uri": "hf://x/y", "state": "unsigned"}]}),
-    "signature": to_cel({"time": datetime(2025, 1, 1, tzinfo=timezone.utc), "identity": "a@b"}),
+    "signature": to_cel({"time": datetime(2025, 1, 1, tzinfo=UTC), "identity": "a@b"}),
 }
 
 

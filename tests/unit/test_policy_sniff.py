@@ -63,7 +63,7 @@ def test_sniff(tmp_path: Path, name: str) -> None:
 
 
 def test_pickle_formats() -> None:
-    assert PICKLE_FORMATS == {"pickle", "pytorch-zip", "numpy-object"}
+    assert {"pickle", "pytorch-zip", "numpy-object"} == PICKLE_FORMATS
 
 
 def test_unreadable_is_other(tmp_path: Path) -> None:
