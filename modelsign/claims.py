@@ -283,7 +283,8 @@ ParentKind = Literal["local", "digest", "hub"]
 
 _SHA256_REF = re.compile(r"^sha256:(?P<hex>[0-9a-f]{64})(?:=(?P<uri>\S+))?$")
 _HUB_REF = re.compile(
-    r"^hf://(?P<datasets>datasets/)?(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)"
+    r"^hf://(?P<datasets>datasets/)?"
+    r"(?P<repo>(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*)"  # org/ optional (gpt2)
     r"@(?P<commit>[0-9a-f]{40})$")
 _CODE_REF = re.compile(r"^(?P<uri>\S+)@(?P<commit>[0-9a-f]{40}|[0-9a-f]{64})$")
 

@@ -125,6 +125,7 @@ def test_parent_refs() -> None:
     p = resolve_parent("hf://acme/llama-7b@" + "1" * 40)
     assert (p.kind, p.uri, p.git_commit, p.root_digest) == ("hub", "hf://acme/llama-7b", "1" * 40,
                                                             None)
+    assert resolve_parent("hf://gpt2@" + "3" * 40).uri == "hf://gpt2"  # legacy, no org
     d = resolve_parent("hf://datasets/acme/chat@" + "2" * 40, what="dataset").dependency(
         "dataset", split="train")
     assert d.uri == "hf://datasets/acme/chat" and d.digest == {"gitCommit": "2" * 40}
@@ -134,6 +135,8 @@ def test_parent_refs() -> None:
 @pytest.mark.parametrize("ref, words", [
     ("hf://acme/llama-7b", "pinned Hub revision"),
     ("hf://acme/llama-7b@main", "pinned Hub revision"),
+    ("hf://acme/x/y@" + "1" * 40, "pinned Hub revision"),
+    ("hf://../etc@" + "1" * 40, "pinned Hub revision"),
     ("sha256:ABC", "neither a local path"),
     ("./does/not/exist", "neither a local path"),
 ])
