@@ -302,8 +302,9 @@ def attest(
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _dep(d: Dependency) -> str:
-    signed = {True: "signed, verified", False: "unsigned", None: ""}[d.signed]
+def _dep(d: Dependency, *, recorded: bool = False) -> str:
+    yes = "signed, as the claim records" if recorded else "signed, verified"
+    signed = {True: yes, False: "unsigned", None: ""}[d.signed]
     extra = ", ".join(x for x in (signed, f"split {d.split}" if d.split else "") if x)
     return d.label() + (f" ({extra})" if extra else "")
 
@@ -350,9 +351,9 @@ def _text(read: ClaimsFile, infos: tuple[ClaimInfo, ...]) -> str:
             continue
         lines.append(f"  relation     {v.relation}" + (f" ({v.method})" if v.method else ""))
         for d in v.base_models:
-            lines.append(f"  base model   {_dep(d)}")
+            lines.append(f"  base model   {_dep(d, recorded=True)}")
         for d in v.datasets:
-            lines.append(f"  dataset      {_dep(d)}")
+            lines.append(f"  dataset      {_dep(d, recorded=True)}")
         for d in v.code:
             lines.append(f"  code         {d.label()}")
         if v.params:
