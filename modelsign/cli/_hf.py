@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -31,41 +31,50 @@ from modelsign.cli._verify import (
 )
 from modelsign.errors import InputError, ModelsignError
 
-_PUBLISH_HELP = """Sign a model directory and upload it to the Hugging Face Hub in ONE commit.
+_PUBLISH_HELP = (
+    "Sign a model directory and upload it to the Hugging Face Hub in ONE commit.\n\n"
+    "Signs PATH (writing PATH/model.sig, as modelsign sign does), optionally adds a "
+    "derivation claim (--attest, appended to PATH/claims.jsonl), then uploads every file of "
+    "PATH with model.sig and claims.jsonl in a single create_commit whose parent is the head "
+    "that was read: if anyone pushes in between, the Hub answers 412 and nothing is "
+    "uploaded. The files are opened and checked against the signed manifest before upload "
+    "(size and mtime; the sha256 for files-mode sha256 signatures): a directory that changes "
+    "between hashing and upload is refused. .git/ and .cache/huggingface/ are never "
+    "uploaded. Files already in the repo that PATH does not have would make the repo fail "
+    "verification: they are refused unless --delete-extra.\n\n"
+    "The Hub is $HF_ENDPOINT (default https://huggingface.co); the token $HF_TOKEN or the "
+    "one saved by `hf auth login`.\n\n"
+    "Examples:\n\n"
+    "  modelsign hf publish ./my-model --repo acme/my-model --key release.pem\n\n"
+    "  modelsign hf publish ./my-model --repo acme/my-model --create-pr\n\n"
+    "  modelsign hf publish ./ft --repo acme/ft --key release.pem --attest finetune "
+    "--base-model hf://acme/base@<commit> --dataset hf://datasets/acme/data@<commit> "
+    "--card-metadata\n\n"
+    "Exit codes: 0 published, 2 bad input (path, key, repo, a Hub conflict, a directory that "
+    "changed), 3 internal error.\n"
+)
 
-Signs PATH (writing PATH/model.sig, as modelsign sign does), optionally adds a derivation claim (--attest, appended to PATH/claims.jsonl), then uploads every file of PATH with model.sig and claims.jsonl in a single create_commit whose parent is the head that was read: if anyone pushes in between, the Hub answers 412 and nothing is uploaded. The files are opened and checked against the signed manifest before upload (size and mtime; the sha256 for files-mode sha256 signatures): a directory that changes between hashing and upload is refused. .git/ and .cache/huggingface/ are never uploaded. Files already in the repo that PATH does not have would make the repo fail verification: they are refused unless --delete-extra.
-
-The Hub is HF_ENDPOINT (default https://huggingface.co), the token HF_TOKEN or the one saved by `hf auth login`.
-
-Examples:
-
-  modelsign hf publish ./my-model --repo acme/my-model --key release.pem
-
-  modelsign hf publish ./my-model --repo acme/my-model --create-pr
-
-  modelsign hf publish ./ft --repo acme/ft --key release.pem --attest finetune --base-model ../base --dataset sha256:<hex>=hf://datasets/acme/data@<commit>
-
-Exit codes: 0 published, 2 bad input (path, key, repo, a Hub conflict, a directory that changed), 3 internal error.
-"""
-
-_VERIFY_HELP = """Verify a model on the Hugging Face Hub, before and after downloading it.
-
-Resolves REPO[@REVISION] to a commit and pins everything to it; downloads model.sig (and claims.jsonl) first and verifies the signature and the signer; compares the signed sha256 digests and file list with the Hub's per-file metadata BEFORE downloading any weights (pre-flight); then downloads the snapshot (into the Hub cache, or --local-dir) and verifies the local bytes. With --include only the matching files are downloaded and verified; the signed files left out are listed as absent.
-
-Identity options are those of modelsign verify: --identity/--identity-regex with --issuer for keyless signatures, --key, or --cert-chain.
-
-Examples:
-
-  modelsign hf verify acme/my-model --key release.pub
-
-  modelsign hf verify acme/my-model@v1.0 --identity-regex '^https://github\\.com/acme/' --issuer https://token.actions.githubusercontent.com
-
-  modelsign hf verify acme/my-model --key release.pub --include '*.json' --include 'tokenizer*'
-
-  modelsign hf verify acme/my-model@refs/pr/3 --key release.pub --format json > report.json
-
-Exit codes: 0 verified, 1 verification failed (pre-flight, files, signature, identity), 2 bad input (unknown repo or revision, unsigned files format, bad options), 3 internal error.
-"""
+_VERIFY_HELP = (
+    "Verify a model on the Hugging Face Hub, before and after downloading it.\n\n"
+    "Resolves REPO[@REVISION] to a commit and pins everything to it; downloads model.sig "
+    "(and claims.jsonl) first and verifies the signature and the signer (and each claim); "
+    "compares the signed sha256 digests and file list with the Hub's per-file metadata "
+    "BEFORE downloading any weights (pre-flight); then downloads the snapshot (into the Hub "
+    "cache, or --local-dir) and verifies the local bytes. With --include only the matching "
+    "files are downloaded and verified; the signed files left out are listed as absent.\n\n"
+    "Identity options are those of modelsign verify: --identity/--identity-regex with "
+    "--issuer for keyless signatures, --key, or --cert-chain.\n\n"
+    "Examples:\n\n"
+    "  modelsign hf verify acme/my-model --key release.pub\n\n"
+    "  modelsign hf verify acme/my-model@v1.0 --identity-regex '^https://github\\.com/acme/' "
+    "--issuer https://token.actions.githubusercontent.com\n\n"
+    "  modelsign hf verify acme/my-model --key release.pub --include '*.json' "
+    "--include 'tokenizer*'\n\n"
+    "  modelsign hf verify acme/my-model@refs/pr/3 --key release.pub --format json\n\n"
+    "Exit codes: 0 verified, 1 verification failed (pre-flight, files, signature, identity), "
+    "2 bad input (unknown repo or revision, malformed signature, bad options), 3 internal "
+    "error.\n"
+)
 
 _KEY = "Key signing"
 _KEYLESS = "Keyless signing (Sigstore)"
@@ -97,27 +106,27 @@ def publish(
     delete_extra: Annotated[bool, typer.Option(
         "--delete-extra", help="Delete, in the same commit, repo files PATH does not have.",
         rich_help_panel=_HUB)] = False,
-    private: Annotated[Optional[bool], typer.Option(
+    private: Annotated[bool | None, typer.Option(
         "--private/--public", help="Visibility when the repo is created.",
         rich_help_panel=_HUB, show_default=False)] = None,
     repo_type: Annotated[str, typer.Option(
         "--repo-type", help="model or dataset.", rich_help_panel=_HUB)] = "model",
-    commit_message: Annotated[Optional[str], typer.Option(
+    commit_message: Annotated[str | None, typer.Option(
         "--commit-message", "-m", help="Commit title.", rich_help_panel=_HUB,
         show_default=False)] = None,
-    key: Annotated[Optional[Path], typer.Option(
+    key: Annotated[Path | None, typer.Option(
         "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
         rich_help_panel=_KEY, show_default=False)] = None,
-    password_file: Annotated[Optional[Path], typer.Option(
+    password_file: Annotated[Path | None, typer.Option(
         "--password-file", help="File holding the --key password.", rich_help_panel=_KEY,
         show_default=False)] = None,
-    cert: Annotated[Optional[Path], typer.Option(
+    cert: Annotated[Path | None, typer.Option(
         "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_KEY,
         show_default=False)] = None,
-    chain: Annotated[Optional[list[Path]], typer.Option(
+    chain: Annotated[list[Path] | None, typer.Option(
         "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
         rich_help_panel=_KEY, show_default=False)] = None,
-    identity_token: Annotated[Optional[str], typer.Option(
+    identity_token: Annotated[str | None, typer.Option(
         "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
     oauth_force_oob: Annotated[bool, typer.Option(
@@ -126,7 +135,7 @@ def publish(
     staging: Annotated[bool, typer.Option(
         "--staging", help="Use Sigstore's staging instance (for tests).",
         rich_help_panel=_KEYLESS)] = False,
-    trust_config: Annotated[Optional[Path], typer.Option(
+    trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
         rich_help_panel=_KEYLESS, show_default=False)] = None,
     method: MethodOption = Method.files,
@@ -134,15 +143,15 @@ def publish(
     shard_size: ShardSizeOption = None,
     ignore_path: IgnorePathOption = None,
     no_cache: NoCacheOption = False,
-    attest: Annotated[Optional[str], typer.Option(
+    attest: Annotated[str | None, typer.Option(
         "--attest", help="Also sign a derivation claim with this relation (finetune, adapter, "
         "quantized, ...), appended to PATH/claims.jsonl and uploaded.",
         rich_help_panel=_ATTEST, show_default=False)] = None,
-    base_model: Annotated[Optional[list[str]], typer.Option(
+    base_model: Annotated[list[str] | None, typer.Option(
         "--base-model", help="Base model REF for --attest (a local signed directory, "
         "sha256:<hex>[=uri], or hf://org/name@<commit>); repeatable.",
         rich_help_panel=_ATTEST, show_default=False)] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option(
+    dataset: Annotated[list[str] | None, typer.Option(
         "--dataset", help="Dataset REF for --attest; repeatable.", rich_help_panel=_ATTEST,
         show_default=False)] = None,
     card_metadata: Annotated[bool, typer.Option(
@@ -232,39 +241,39 @@ def verify(
     ctx: typer.Context,
     repo: Annotated[str, typer.Argument(help="org/name or org/name@revision (branch, tag, "
                                         "refs/pr/N or commit).", show_default=False)],
-    identity: Annotated[Optional[list[str]], typer.Option(
+    identity: Annotated[list[str] | None, typer.Option(
         "--identity", help="Signer identity (exact SAN); repeatable, each with an --issuer.",
         rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    identity_regex: Annotated[Optional[list[str]], typer.Option(
+    identity_regex: Annotated[list[str] | None, typer.Option(
         "--identity-regex", help="Regular expression searched in the SAN; anchor it (^...$).",
         rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    issuer: Annotated[Optional[list[str]], typer.Option(
+    issuer: Annotated[list[str] | None, typer.Option(
         "--issuer", help="OIDC issuer URL of the identity option it pairs with.",
         rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    key: Annotated[Optional[Path], typer.Option(
+    key: Annotated[Path | None, typer.Option(
         "--key", help="EC public key (PEM) the signature must verify with.",
         rich_help_panel=_VOTHER, show_default=False)] = None,
-    cert_chain: Annotated[Optional[list[Path]], typer.Option(
+    cert_chain: Annotated[list[Path] | None, typer.Option(
         "--cert-chain", help="Trusted CA certificate(s) (PEM); repeatable.",
         rich_help_panel=_VOTHER, show_default=False)] = None,
-    trusted_root: Annotated[Optional[Path], typer.Option(
+    trusted_root: Annotated[Path | None, typer.Option(
         "--trusted-root", help="Sigstore trusted_root.json to verify against.",
         rich_help_panel=_TRUST, show_default=False)] = None,
-    trust_config: Annotated[Optional[Path], typer.Option(
+    trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
         rich_help_panel=_TRUST, show_default=False)] = None,
     staging: Annotated[bool, typer.Option(
         "--staging", help="Sigstore's staging instance.", rich_help_panel=_TRUST)] = False,
-    include: Annotated[Optional[list[str]], typer.Option(
+    include: Annotated[list[str] | None, typer.Option(
         "--include", help="Download and verify only files matching this glob (repeatable); "
         "the signed files left out are listed as absent.", show_default=False)] = None,
-    revision: Annotated[Optional[str], typer.Option(
+    revision: Annotated[str | None, typer.Option(
         "--revision", help="Revision, instead of @REV in REPO.", show_default=False)] = None,
     repo_type: Annotated[str, typer.Option("--repo-type", help="model or dataset.")] = "model",
-    cache_dir: Annotated[Optional[Path], typer.Option(
+    cache_dir: Annotated[Path | None, typer.Option(
         "--cache-dir", help="Hub cache to download into \\[default: HF_HUB_CACHE].",
         show_default=False)] = None,
-    local_dir: Annotated[Optional[Path], typer.Option(
+    local_dir: Annotated[Path | None, typer.Option(
         "--local-dir", help="Download into this directory instead of the cache.",
         show_default=False)] = None,
     output_format: Annotated[OutputFormat, typer.Option(

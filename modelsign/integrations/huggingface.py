@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
 
     from modelsign.manifest import Manifest
-    from modelsign.signing import SignResult, Signer
+    from modelsign.signing import Signer, SignResult
     from modelsign.verify import Identity, VerificationResult
     from modelsign.verify._claims import ClaimsReport
     from modelsign.verify._trust import Trust
@@ -179,7 +179,7 @@ class LocalVerification:
 
 @dataclass(frozen=True, slots=True)
 class HubVerification:
-    """The outcome of :func:`verify_hub`: which commit, what the pre-flight saw, the local result."""
+    """What :func:`verify_hub` did: the commit, what the pre-flight saw, the local result."""
 
     repo_id: str
     repo_type: RepoType
@@ -282,15 +282,16 @@ def _hub_errors(repo_id: str, revision: str | None, what: str) -> Iterator[None]
         raise InputError(f"{what}: the Hub answered HTTP {status}", path=where,
                          actual=str(e).splitlines()[0][:300],
                          hint="check HF_ENDPOINT, HF_TOKEN and the repo's permissions") from e
-    except (OSError, ValueError) as e:
-        if isinstance(e, ModelsignError):
-            raise
-        import httpx
-
-        if isinstance(e, OSError) or isinstance(e.__cause__, httpx.HTTPError):
+    except OSError as e:
+        raise InputError(f"{what}: cannot reach the Hub ({type(e).__name__}: {e})", path=where,
+                         hint="check the network and HF_ENDPOINT") from e
+    except Exception as e:
+        # Transport errors (connection refused, timeouts) of the client's HTTP library, which is
+        # httpx or its fork httpx2 depending on the huggingface_hub version.
+        if any(c.__module__.split(".")[0] in ("httpx", "httpx2") for c in type(e).__mro__):
             raise InputError(f"{what}: cannot reach the Hub ({type(e).__name__}: {e})",
                              path=where, hint="check the network and HF_ENDPOINT") from e
-        raise InputError(f"{what}: {e}", path=where) from e
+        raise
 
 
 def _is_ignored(rel: str, ignore_paths: Sequence[str]) -> bool:
@@ -300,7 +301,7 @@ def _is_ignored(rel: str, ignore_paths: Sequence[str]) -> bool:
 def _matches(path: str, patterns: Sequence[str] | None) -> bool:
     if not patterns:
         return True
-    from huggingface_hub.utils import filter_repo_objects
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
     return bool(list(filter_repo_objects([path], allow_patterns=list(patterns))))
 
@@ -506,6 +507,10 @@ def verify_local(
 
 
 # --------------------------------------------------------------------------- verify from the Hub
+def _opt_path(p: PathLike | None) -> Path | None:
+    return None if p is None else Path(p)
+
+
 def _download(repo_id: str, filename: str, *, snapshot: HubSnapshot, limit: int,
               cache_dir: PathLike | None, local_dir: PathLike | None, endpoint: str | None,
               token: str | bool | None) -> Path:
@@ -517,8 +522,9 @@ def _download(repo_id: str, filename: str, *, snapshot: HubSnapshot, limit: int,
                                    expected=f"<= {limit} bytes", actual=f"{meta.size} bytes")
     with _hub_errors(repo_id, snapshot.commit, f"downloading {filename}"):
         got = hf_hub_download(repo_id, filename, revision=snapshot.commit,
-                              repo_type=snapshot.repo_type, cache_dir=cache_dir,
-                              local_dir=local_dir, endpoint=_endpoint(endpoint), token=token)
+                              repo_type=snapshot.repo_type, cache_dir=_opt_path(cache_dir),
+                              local_dir=_opt_path(local_dir), endpoint=_endpoint(endpoint),
+                              token=token)
     p = Path(got)
     size = p.stat().st_size
     if size > limit:
@@ -615,9 +621,9 @@ def verify_hub(
     patterns = None if not include else [*include, SIGNATURE_FILE, CLAIMS_FILE]
     with _hub_errors(repo_id, snap.commit, "downloading"):
         got = snapshot_download(repo_id, revision=snap.commit, repo_type=repo_type,
-                                cache_dir=cache_dir, local_dir=local_dir,
-                                allow_patterns=patterns, endpoint=_endpoint(endpoint),
-                                token=token)
+                                cache_dir=_opt_path(cache_dir),
+                                local_dir=_opt_path(local_dir), allow_patterns=patterns,
+                                endpoint=_endpoint(endpoint), token=token)
     path = Path(got)
     local = verify_local(path, subset=bool(include), identities=identities, key=key,
                          cert_chain=cert_chain, trust=trust,
@@ -722,7 +728,7 @@ def publish(
     repo_id: str,
     *,
     signer: Signer,
-    spec: HashSpec = HashSpec(),
+    spec: HashSpec | None = None,
     revision: str = "main",
     repo_type: RepoType = "model",
     create_pr: bool = False,
@@ -763,12 +769,15 @@ def publish(
             api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     with _hub_errors(repo_id, revision, "reading the repo"):
         head = api.repo_info(repo_id, revision=revision, repo_type=repo_type).sha
+        if not isinstance(head, str) or not _COMMIT.fullmatch(head):
+            raise InputError("the Hub did not say which commit the branch is at",
+                             path=f"{repo_id}@{revision}", actual=repr(head)[:80])
         remote = set(api.list_repo_files(repo_id, revision=head, repo_type=repo_type))
     say(f"{repo_id}@{revision} is at {head}")
 
     files = _upload_set(root)
     before = _stats(files)
-    result = sign_model(root, signer=signer, spec=spec)
+    result = sign_model(root, signer=signer, spec=spec or HashSpec())
     say(f"signed {result.manifest.name}: sha256:{result.root_digest} "
         f"({len(result.manifest.resources)} resources)")
     claims_bytes = claims(result) if claims is not None else None

@@ -1,9 +1,10 @@
 """transformers: verify, then ``from_pretrained`` from the verified directory, offline.
 
 transformers has no verification hook, so the order is what makes it safe: verify the exact
-directory (a local one, or a Hub snapshot through :func:`modelsign.integrations.huggingface.verify_hub`),
-check what the verified files would make transformers *do* (run repository code, unpickle), then
-call ``cls.from_pretrained(<that directory>, local_files_only=True, ...)`` so nothing else is
+directory (a local one, or a Hub snapshot through
+:func:`modelsign.integrations.huggingface.verify_hub`), check what the verified files would make
+transformers *do* (run repository code, unpickle), then call
+``cls.from_pretrained(<that directory>, local_files_only=True, ...)`` so nothing else is
 fetched. Every refusal is a :class:`LoadRefusedError` whose message says what failed; the
 underlying modelsign error, if any, is its ``__cause__``.
 

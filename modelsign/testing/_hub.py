@@ -141,7 +141,7 @@ class HubRequest:
 
 
 class LoopbackHub:
-    """An in-memory Hub on 127.0.0.1. Start it (or use ``with``), point the client at :attr:`url`."""
+    """An in-memory Hub on 127.0.0.1: start it (or use ``with``), point the client at ``url``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  lfs_threshold: int = LFS_THRESHOLD) -> None:
@@ -189,7 +189,7 @@ class LoopbackHub:
 
     # ------------------------------------------------------------------ state, for tests
     def create_repo(self, repo_id: str, *, repo_type: str = "model") -> HubRepo:
-        """Create a repo server-side (one "initial commit" with ``.gitattributes``, like the Hub)."""
+        """Create a repo server-side: one "initial commit" with ``.gitattributes``, as the Hub."""
         with self.lock:
             if (repo_type, repo_id) in self.repos:
                 raise ValueError(f"{repo_type} repo {repo_id} exists")
@@ -240,8 +240,8 @@ class LoopbackHub:
             commit.tampered.setdefault(path, commit.files[path])
             if lie:
                 commit.described.setdefault(path, commit.files[path])
-            else:
-                commit.described.pop(path, None)
+            elif path in commit.described:
+                del commit.described[path]
             commit.files[path] = data
             return commit.oid
 
@@ -345,7 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
                 match = regex.fullmatch(split.path)
                 if route_method == method and match:
                     args = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    args["repo_type"] = _TYPES.get(args.pop("t", None) or "models", "model")
+                    kind = args.pop("t", "") or "models"
+                    args["repo_type"] = _TYPES.get(kind, "model")
                     getattr(self, "h_" + handler)(**args)
                     break
             else:

@@ -311,3 +311,25 @@ def test_create_pr_publishes_to_a_pull_request_ref(small: Any, hub: LoopbackHub,
     got = verify_hub(small.repo, revision="refs/pr/1", key=small.keys.public,
                      cache_dir=tmp_path / "c")
     assert got.commit == result.commit
+
+
+def test_an_unreachable_hub_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
+    keys = make_key(tmp_path)
+    assert _cli("hf", "verify", "acme/none", "--key", keys.public,
+                "--cache-dir", tmp_path / "c") == 2
+    assert "cannot reach the Hub" in capsys.readouterr().err
+
+
+def test_an_unknown_repo_is_a_usage_error(hub: LoopbackHub, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    keys = make_key(tmp_path)
+    assert _cli("hf", "verify", "acme/does-not-exist", "--key", keys.public) == 2
+    assert "repository not found" in capsys.readouterr().err
