@@ -5,13 +5,15 @@ signed the model, which claims must exist and what they must say, which datasets
 framework versions are acceptable, how old a signature may be and whether pickle files are
 allowed, plus CEL conditions for the rest. It is judged only over facts the verifier verified::
 
-    from modelsign.policy import build_facts, evaluate, load_policy
-    from modelsign.verify import verify_model
+    from modelsign.policy import load_policy, verify_with_policy
 
-    policy = load_policy("registry.yaml")                    # PolicyFileError (exit 2) if bad
-    result = verify_model("my-model", key=policy.public_key_paths()[0])
-    report = evaluate(policy, build_facts(result, claims=verified_claims))
-    print(report.to_text()); exit_code = 0 if report.passed else 1
+    policy = load_policy("registry.yaml")             # PolicyFileError (exit 2) if bad
+    outcome = verify_with_policy("my-model", policy)   # verify_model + verify_claims + evaluate
+    print(outcome.report.to_text())
+    exit_code = 0 if outcome.report.passed else 1
+
+or, step by step, ``evaluate(policy, build_facts(verify_model(...), claims=verify_claims(...),
+lineage=...))``.
 
 Pure: evaluation never signs, never fetches, and reads time only through ``clock=``.
 """
@@ -27,6 +29,7 @@ from modelsign.policy._facts import (
 from modelsign.policy._load import LintProblem, Policy, lint_policy, load_policy, parse_policy
 from modelsign.policy._model import PolicyDocument, SignerRule, policy_json_schema
 from modelsign.policy._report import PolicyReport, RuleResult, RuleStatus, report_json_schema
+from modelsign.policy._run import PolicyVerification, verify_with_policy
 
 __all__ = [
     "CelError",
@@ -37,6 +40,7 @@ __all__ = [
     "Policy",
     "PolicyDocument",
     "PolicyReport",
+    "PolicyVerification",
     "RuleResult",
     "RuleStatus",
     "SignerRule",
@@ -47,4 +51,5 @@ __all__ = [
     "parse_policy",
     "policy_json_schema",
     "report_json_schema",
+    "verify_with_policy",
 ]

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
@@ -37,6 +37,9 @@ from modelsign.policy._model import (
     SignerRule,
     TrustRootFile,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.verify import Trust
 
 __all__ = [
     "MAX_POLICY_BYTES",
@@ -128,6 +131,19 @@ class Policy:
     def trust_root_path(self) -> Path | None:
         tr = self.document.trust_root
         return self.resolve(tr.file) if isinstance(tr, TrustRootFile) else None
+
+    def trust(self) -> Trust:
+        """The Sigstore root of trust ``trustRoot`` names, for keyless verification."""
+        from modelsign.verify import Trust
+
+        tr = self.document.trust_root
+        if tr == "production":
+            return Trust.production()
+        if tr == "staging":
+            return Trust.staging()
+        kind, path = self.anchors["trustRoot"][0]
+        return Trust.from_trust_config(path) if kind == "trust_config" \
+            else Trust.from_trusted_root(path)
 
 
 # ------------------------------------------------------------------------------------ YAML
@@ -351,11 +367,11 @@ def _validate(data: dict[str, Any], lines: Mapping[Loc, int],
 
 
 # ------------------------------------------------------------------ files named by the policy
-def _read_small(path: Path) -> bytes:
+def _read_small(path: Path, limit: int = _MAX_KEY_FILE) -> bytes:
     with open(path, "rb") as f:
-        data = f.read(_MAX_KEY_FILE + 1)
-    if len(data) > _MAX_KEY_FILE:
-        raise ValueError(f"larger than {_MAX_KEY_FILE} bytes")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
     return data
 
 
@@ -428,9 +444,25 @@ def _materials(doc: PolicyDocument, base_dir: Path, lines: Mapping[Loc, int],
     tr = doc.trust_root
     if isinstance(tr, TrustRootFile):
         p = Path(tr.file) if Path(tr.file).is_absolute() else base_dir / tr.file
-        if not p.is_file():
-            loc = ("trustRoot", "file")
+        loc = ("trustRoot", "file")
+        try:
+            media = json.loads(_read_small(p, 16 * 1024 * 1024)).get("mediaType", "")
+        except FileNotFoundError:
             problems.append(LintProblem(file, where(loc), _render(loc), f"file not found: {p}"))
+        except (OSError, ValueError, AttributeError) as e:
+            problems.append(LintProblem(file, where(loc), _render(loc),
+                                        f"{p} is not a Sigstore trust root (JSON): "
+                                        f"{str(e)[:120]}"))
+        else:
+            if "clienttrustconfig" in str(media):
+                anchors["trustRoot"] = (("trust_config", str(p)),)
+            elif "trustedroot" in str(media):
+                anchors["trustRoot"] = (("trusted_root", str(p)),)
+            else:
+                problems.append(LintProblem(
+                    file, where(loc), _render(loc),
+                    f"{p} is neither a Sigstore trusted_root.json nor a client trust config "
+                    f"(mediaType {str(media)[:80]!r})"))
     return key_ids, anchors, problems
 
 

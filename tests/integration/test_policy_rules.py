@@ -545,3 +545,45 @@ def test_cel_missing_fields_and_runaway_conditions_fail_cleanly(world: World) ->
     assert by["conditions[2]"].status == "fail"
     assert "could not be evaluated: stopped after" in by["conditions[2]"].reason
     assert by["conditions[3]"].status == "pass", by["conditions[3]"].reason
+
+
+# ------------------------------------------------------------- verify_with_policy (the hook)
+def test_verify_with_policy_end_to_end(world: World, tmp_path: Path) -> None:
+    """The call `modelsign verify PATH --policy FILE` makes: trust material from the policy,
+    model.sig and every claims line verified, facts built, policy evaluated."""
+    from modelsign.errors import IdentityError
+    from modelsign.policy import verify_with_policy
+
+    def run(name: str) -> PolicyReport:
+        d = Path(world.results[name].path)
+        root = world.results[name].root_digest
+        return verify_with_policy(d, world.policy, trust=world.trust,
+                                  lineage=_lineage(world, root)).report
+
+    assert run("conforming").passed
+    key = run("key-signed")  # model.sig by the policy's key: picked by its hint
+    assert [r.rule for r in key.failures] == ["maxAge"]
+    with pytest.raises(IdentityError, match=MALLORY):  # the verifier refuses mallory outright
+        run("signers")
+
+    # claims signed with different kinds of material in one file: each line verified by its own
+    d = _copy(Path(world.results["conforming"].path), tmp_path / "acme-mixed")
+    sign_model(d, signer=world.github())
+    attest(d, signer=KeySigner.from_pem_file(world.release.private), relation="finetune",
+           environment=ENV_OK, import_torch=False)
+    stranger = make_key(tmp_path / "keys", "stranger")
+    attest(d, signer=KeySigner.from_pem_file(stranger.private), relation="finetune",
+           environment=ENV_OK, import_torch=False)
+    outcome = verify_with_policy(d, world.policy, trust=world.trust,
+                                 lineage=_lineage(world, world.results["conforming"].root_digest))
+    lines = {c.line: c for c in outcome.claims.claims}
+    assert lines[1].ok and lines[2].ok and not lines[3].ok
+    assert lines[3].reason is not None and "different key" in lines[3].reason
+    assert [c.line for c in outcome.facts.claims] == [1, 2]
+    assert outcome.report.passed, outcome.report.to_text()  # the trainer's claim satisfies it
+
+    # a key the policy does not name
+    rogue = _copy(Path(world.results["conforming"].path), tmp_path / "acme-rogue")
+    sign_model(rogue, signer=KeySigner.from_pem_file(stranger.private))
+    with pytest.raises(IdentityError, match="signed with a key the policy does not name"):
+        verify_with_policy(rogue, world.policy, trust=world.trust)

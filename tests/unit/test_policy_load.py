@@ -44,6 +44,8 @@ def test_a_policy_loads_with_its_key_files(tmp_path: Path) -> None:
 
     kp = make_key(tmp_path / "keys", "release")
     pki = make_cert_chain(tmp_path / "pki")
+    (tmp_path / "keys" / "tc.json").write_text(
+        '{"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"}')
     p = write(tmp_path, HEAD + d(f"""\
         signers:
           - {{publicKey: keys/{kp.public.name}}}
@@ -53,7 +55,7 @@ def test_a_policy_loads_with_its_key_files(tmp_path: Path) -> None:
             sourceRepository: https://github.com/acme/model
             extensions: {{"1.3.6.1.4.1.57264.1.20": push}}
         maxAge: 12h
-        trustRoot: {{file: keys/{kp.public.name}}}
+        trustRoot: {{file: keys/tc.json}}
         """))
     policy = load_policy(p)
     key = serialization.load_pem_public_key(kp.public.read_bytes())
@@ -72,6 +74,9 @@ def test_a_policy_loads_with_its_key_files(tmp_path: Path) -> None:
     assert policy.line_of(("maxAge",)) == 10
     assert policy.line_of(("signers", 2, "sourceRepository")) == 8
     assert len(policy.sha256) == 64
+    from modelsign.verify import Trust
+
+    assert policy.trust() == Trust.from_trust_config(tmp_path / "keys" / "tc.json")
 
 
 def load_policy_root_subject(path: Path) -> str:
@@ -225,6 +230,11 @@ def test_files_the_policy_names_must_exist_and_parse(tmp_path: Path) -> None:
     assert found[1].startswith(f"5: signers[1].certificateChain: {tmp_path / 'junk.pem'} is not "
                                "PEM certificates")
     assert found[2] == f"6: trustRoot.file: file not found: {tmp_path / 'nowhere.json'}"
+    (tmp_path / "nowhere.json").write_text('{"mediaType": "text/plain"}')
+    assert lint_policy(tmp_path / "p.yaml")[2].message.endswith(
+        "is neither a Sigstore trusted_root.json nor a client trust config "
+        "(mediaType 'text/plain')")
+    assert parse_policy(HEAD + SIGNERS + "trustRoot: staging\n").trust().kind == "staging"
 
 
 def test_json_is_yaml_too(tmp_path: Path) -> None:
