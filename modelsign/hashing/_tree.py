@@ -66,6 +66,20 @@ class _Plan:
         self.labels.append((rel, start, end))
         self.digests.append(digest)
 
+    def add_whole_file(self, algorithm: str, entry: FileEntry) -> None:
+        """Files mode: one item per file (the common case, kept cheap for many small files)."""
+        if entry.size > _BATCH_BYTES:
+            self.add_file(algorithm, entry, [(0, entry.size)], False)
+            return
+        item = len(self.labels)
+        self.labels.append((entry.rel, None, None))
+        self.digests.append(None)
+        self.hashed.append((entry, [item]))
+        self._batch.append(FileTask(entry, (Range(item, 0, entry.size),)))
+        self._batch_bytes += entry.size
+        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
+            self.flush(algorithm)
+
     def add_file(self, algorithm: str, entry: FileEntry, ranges: list[tuple[int, int]],
                  sharded: bool) -> None:
         small: list[Range] = []
@@ -114,12 +128,14 @@ def _run(tasks: list[Task], executor: Executor | None, progress: Progress) -> li
         return []
     tick = progress.advance if progress.active else None
     if executor is None:
-        workers = max(1, min(os.cpu_count() or 1, len(tasks)))
-        if workers == 1 and len(tasks) == 1 and tasks[0].nbytes <= STEP:
+        if len(tasks) == 1 and tasks[0].nbytes <= STEP:
             res = run_task(tasks[0])
             if tick:
                 tick(res.bytes_read)
             return [res]
+        cpus = os.cpu_count() or 1
+        # a long stream can use every core (one hashes, another reads ahead for it)
+        workers = cpus if any(t.nbytes > STEP for t in tasks) else min(cpus, len(tasks))
         sched = Scheduler(tasks, split=STEP, progress=tick)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as ex:
             return sched.run(ex, workers)
@@ -181,13 +197,12 @@ def hash_tree(
                 for s, e, d in hit:
                     plan.known(entry.rel, s, e, d)
                 continue
-            if sharded:
-                ranges = shard_ranges(entry.size, spec.shard_size)
-                if not ranges:
-                    continue  # OMS: zero-byte files have no shard (still in ``files``)
-            else:
-                ranges = [(0, entry.size)]
-            plan.add_file(spec.algorithm, entry, ranges, sharded)
+            if not sharded:
+                plan.add_whole_file(spec.algorithm, entry)
+                continue
+            ranges = shard_ranges(entry.size, spec.shard_size)
+            if ranges:  # OMS: zero-byte files have no shard (they are still in ``files``)
+                plan.add_file(spec.algorithm, entry, ranges, sharded)
         plan.flush(spec.algorithm)
         if not plan.labels:
             what = "no non-empty file (shards mode lists none)" if tree.entries else "no file"

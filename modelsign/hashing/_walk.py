@@ -178,17 +178,23 @@ def walk(root: str | os.PathLike[str], spec: HashSpec) -> Tree:
             raise PathError(f"cannot list directory ({e.strerror})",
                             path=here_(prefix.rstrip("/")) if prefix else display(given),
                             hint="check the directory's permissions") from None
-        names = []
+        names = [de.name for de in listing]
         for de in listing:
             base = de.name
             rel = prefix + base
-            _check_name(base, here_(rel))
-            names.append(base)
+            if not base.isascii() or "\\" in base:
+                _check_name(base, here_(rel))
             if rel in ignores:
                 continue
-            path = dir_path + "/" + base
+            path = de.path
             try:
-                if de.is_symlink():
+                if de.is_file(follow_symlinks=False):
+                    fs = de.stat(follow_symlinks=False)
+                    if st_mod.S_ISREG(fs.st_mode):  # the common case, first
+                        entries.append(FileEntry(rel, path, fs.st_size, fs.st_dev, fs.st_ino,
+                                                 fs.st_mtime_ns, fs.st_ctime_ns, False))
+                        continue
+                elif de.is_symlink():
                     if not spec.allow_symlinks:
                         raise SymlinkError("is a symbolic link; symlinks are refused by default",
                                            path=here_(rel),
@@ -200,15 +206,15 @@ def walk(root: str | os.PathLike[str], spec: HashSpec) -> Tree:
                         if here == target or here.startswith(target.rstrip("/") + "/"):
                             raise SymlinkError("symbolic link loop: points to a directory "
                                                "that contains it", path=here_(rel),
-                                               actual=display(target),
-                                               hint="remove the link")
+                                               actual=display(target), hint="remove the link")
                         stack.append((path, rel + "/"))
                     elif st_mod.S_ISREG(ts.st_mode):
                         entries.append(_entry(rel, path, ts, True))
                     else:
-                        raise PathError(f"symbolic link target is {_kind(ts.st_mode)}", path=here_(rel))
+                        raise PathError(f"symbolic link target is {_kind(ts.st_mode)}",
+                                        path=here_(rel))
                     continue
-                if de.is_dir(follow_symlinks=False):
+                elif de.is_dir(follow_symlinks=False):
                     stack.append((path, rel + "/"))
                     continue
                 fs = de.stat(follow_symlinks=False)
@@ -218,10 +224,7 @@ def walk(root: str | os.PathLike[str], spec: HashSpec) -> Tree:
                                 ) from None
             except OSError as e:
                 raise PathError(f"cannot access ({e.strerror})", path=here_(rel)) from None
-            if st_mod.S_ISREG(fs.st_mode):
-                entries.append(_entry(rel, path, fs, False))
-            else:
-                raise PathError(f"is {_kind(fs.st_mode)}, neither a regular file nor a "
-                                "directory", path=here_(rel), hint="remove it or pass --ignore-path")
+            raise PathError(f"is {_kind(fs.st_mode)}, neither a regular file nor a directory",
+                            path=here_(rel), hint="remove it or pass --ignore-path")
         _check_collisions(names, here_(prefix))
     return Tree(name, abs_root, entries, False)

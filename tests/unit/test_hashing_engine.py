@@ -247,3 +247,23 @@ def test_memory_stays_bounded(tmp_path: Path) -> None:
     nbytes, before_kb, after_kb = map(int, out)
     assert nbytes == 512 << 20
     assert after_kb - before_kb < 64 * 1024, (before_kb, after_kb)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "blake3"])
+def test_single_long_stream_with_read_ahead(tmp_path: Path, algorithm: str) -> None:
+    """One file of > 3 steps: one thread hashes while an idle one reads ahead, in order."""
+    import blake3
+
+    f = tmp_path / "one.bin"
+    pattern = os.urandom(BUFFER_SIZE + 13)  # not aligned to the reads: a misordered buffer shows
+    n = 3 * STEP + 4 * BUFFER_SIZE + 5
+    with open(f, "wb") as out:
+        for i in range(0, n, len(pattern)):
+            out.write(pattern[: n - i])
+    data = f.read_bytes()
+    want = blake3.blake3(data).digest() if algorithm == "blake3" else hashlib.sha256(data).digest()
+    seen: list[int] = []
+    r = hash_tree(f, HashSpec(algorithm=algorithm, use_cache=False),  # type: ignore[arg-type]
+                  progress=seen.append)
+    assert r.digests == [("one.bin", None, None, want)]
+    assert sum(seen) == n
