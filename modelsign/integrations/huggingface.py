@@ -164,7 +164,8 @@ class LocalVerification:
     """A local directory verified against its signature.
 
     ``complete`` is false in subset mode when signed files are ``absent`` (not downloaded); every
-    file that *is* present verified. ``layout`` says how the directory was read.
+    file that *is* present verified (``result.verified`` is then false, as ``verify_model`` saw
+    missing files: use ``complete``). ``layout`` says how the directory was read.
     """
 
     path: Path
@@ -202,7 +203,11 @@ class HubVerification:
         return self.local.absent
 
     def to_json(self) -> dict[str, Any]:
+        """The verify report (``modelsign verify --format json``) plus a ``hub`` section. In
+        subset mode the verdict is ``verified`` with ``hub.complete`` false and the absent files
+        listed (their ``files`` entries say ``missing``)."""
         doc = self.result.to_json()
+        doc["verdict"] = "verified"  # an instance exists only when everything present verified
         doc["hub"] = {"repo_id": self.repo_id, "repo_type": self.repo_type,
                       "revision": self.revision, "commit": self.commit,
                       "layout": self.local.layout, "complete": self.local.complete,

@@ -333,3 +333,19 @@ def test_an_unknown_repo_is_a_usage_error(hub: LoopbackHub, tmp_path: Path,
     keys = make_key(tmp_path)
     assert _cli("hf", "verify", "acme/does-not-exist", "--key", keys.public) == 2
     assert "repository not found" in capsys.readouterr().err
+
+
+def test_json_report_has_the_hub_section(published: Any, hub: LoopbackHub, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code = _cli("hf", "verify", f"{published.repo}@{published.commit}", "--key",
+                published.keys.public, "--include", "*.json", "--cache-dir", tmp_path / "c",
+                "--format", "json")
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "verified" and doc["hub"]["commit"] == published.commit
+    assert doc["hub"]["complete"] is False and "model.safetensors" in doc["hub"]["absent"]
+    assert doc["hub"]["preflight"]["ok"] is True
+    assert doc["hub"]["claims"]["verdict"] == "verified"
