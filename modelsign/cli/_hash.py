@@ -21,24 +21,24 @@ from modelsign.cli._options import (
     hash_spec_from_options,
 )
 
-_HELP = """Hash a model (or dataset) directory or file: print its root digest.
-
-The root digest (sha256:<hex>) is SHA-256 over the digests of every file (or shard), in manifest order, exactly as OpenSSF Model Signing v1.0 and model_signing compute it: the artifact's content identity, the one provenance claims point at. --format json prints the OMS predicate instead (serialization + resources), canonical RFC 8785 JSON, byte-identical for the same files.
-
-Unchanged files are served from an incremental cache (keyed by path, inode, size, mtime and ctime), so re-hashing after editing a README only reads the README; --no-cache reads every byte.
-
-Examples:
-
-  modelsign hash ./my-model
-
-  modelsign hash ./my-model --method shards --algorithm blake3 --format json
-
-  modelsign hash ./dataset --ignore-path logs --ignore-path cache/tmp
-
-  modelsign hash model.safetensors --no-cache
-
-Exit codes: 0 done, 2 bad input (missing path, empty model, symlink, unreadable or changing file, bad name), 3 internal error.
-"""
+_HELP = (
+    "Hash a model (or dataset) directory or file: print its root digest.\n\n"
+    "The root digest (sha256:<hex>) is SHA-256 over the digests of every file (or shard), in "
+    "manifest order, exactly as OpenSSF Model Signing v1.0 and model_signing compute it: the "
+    "artifact's content identity, the one provenance claims point at. --format json prints the "
+    "OMS predicate instead (serialization + resources), canonical RFC 8785 JSON, byte-identical "
+    "for the same files.\n\n"
+    "Unchanged files are served from an incremental cache (keyed by path, inode, size, mtime "
+    "and ctime), so re-hashing after editing a README only reads the README; --no-cache reads "
+    "every byte. A progress bar is shown when stderr is a terminal.\n\n"
+    "Examples:\n\n"
+    "  modelsign hash ./my-model\n\n"
+    "  modelsign hash ./my-model --method shards --algorithm blake3 --format json\n\n"
+    "  modelsign hash ./dataset --ignore-path logs --ignore-path cache/tmp\n\n"
+    "  modelsign hash model.safetensors --no-cache\n\n"
+    "Exit codes: 0 done, 2 bad input (missing path, empty model, symlink, unreadable or "
+    "changing file, bad name), 3 internal error.\n"
+)
 
 
 class OutputFormat(str, Enum):

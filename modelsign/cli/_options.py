@@ -27,14 +27,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "HASHING_PANEL",
-    "Method",
     "Algorithm",
-    "MethodOption",
     "AlgorithmOption",
-    "ShardSizeOption",
-    "IgnorePathOption",
     "AllowSymlinksOption",
+    "IgnorePathOption",
+    "Method",
+    "MethodOption",
     "NoCacheOption",
+    "ShardSizeOption",
     "hash_spec_from_options",
     "normalize_ignore_path",
 ]

@@ -7,6 +7,8 @@ measurements: docs/decisions/0003-hashing-engine.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modelsign.hashing._spec import (
     ALGORITHMS,
     DEFAULT_IGNORES,
@@ -17,6 +19,9 @@ from modelsign.hashing._spec import (
     Method,
 )
 from modelsign.hashing._tree import Digest, HashResult, hash_tree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
 
 __all__ = [
     "ALGORITHMS",
@@ -33,7 +38,7 @@ __all__ = [
 ]
 
 
-def default_cache_dir() -> "Path":  # noqa: F821 - lazy import keeps sqlite out of start-up
+def default_cache_dir() -> Path:
     """Where the incremental cache lives: ``MODELSIGN_CACHE_DIR``, else the user cache dir."""
     from modelsign.hashing._cache import default_cache_dir as _d
 

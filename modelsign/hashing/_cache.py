@@ -26,7 +26,7 @@ from pathlib import Path
 from modelsign.hashing._engine import DIGEST_SIZE, shard_ranges
 from modelsign.hashing._walk import FileEntry
 
-__all__ = ["Cache", "CachedDigests", "default_cache_dir", "RACY_NS", "CACHE_FILE"]
+__all__ = ["CACHE_FILE", "RACY_NS", "Cache", "CachedDigests", "default_cache_dir"]
 
 CACHE_FILE = "hashes-v1.sqlite3"
 SCHEMA_VERSION = 1
@@ -175,16 +175,14 @@ class Cache:
             return {}
         by_path = {r[0]: r for r in rows}
         out: dict[str, CachedDigests] = {}
-        for e in entries:
-            row = by_path.get(e.path)
-            if row is None:
+        for entry in entries:
+            row = by_path.get(entry.path)
+            if row is None or tuple(row[1:6]) != (_i64(entry.dev), _i64(entry.ino), entry.size,
+                                                  entry.mtime_ns, entry.ctime_ns):
                 continue
-            if tuple(row[1:6]) != (_i64(e.dev), _i64(e.ino), e.size, e.mtime_ns, e.ctime_ns):
-                continue
-            value = row[6]
-            decoded = _decode(value, e.size, algorithm, method, shard_size)
+            decoded = _decode(row[6], entry.size, algorithm, method, shard_size)
             if decoded is not None:
-                out[e.rel] = decoded
+                out[entry.rel] = decoded
         return out
 
     def store(self, items: Iterable[tuple[FileEntry, CachedDigests]], *, algorithm: str,

@@ -28,6 +28,7 @@ import queue
 import stat as st_mod
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from modelsign.errors import FileChangedError, PathError
@@ -36,16 +37,16 @@ from modelsign.hashing._walk import FileEntry
 
 __all__ = [
     "BUFFER_SIZE",
-    "STEP",
     "DIGEST_SIZE",
-    "Range",
+    "STEP",
     "FileTask",
+    "Range",
+    "Scheduler",
     "Task",
     "TaskResult",
     "new_hasher",
-    "shard_ranges",
     "run_task",
-    "Scheduler",
+    "shard_ranges",
 ]
 
 #: Size of each read (and of the per-thread buffer).
@@ -195,14 +196,17 @@ def _hash_range(fd: int, entry: FileEntry, start: int, end: int, h: Hasher,
         raise PathError(f"read error ({e.strerror})", path=entry.path) from None
 
 
+_HASHLIB: dict[str, Callable[[], Hasher]] = {"sha256": hashlib.sha256,
+                                             "blake2b": hashlib.blake2b}
+
+
 def run_task(task: Task) -> TaskResult:
     """Hash every range of every file of ``task``: the pure unit of work any executor runs."""
     buf, mv = _buffer()
     out: list[tuple[int, bytes]] = []
     nbytes = 0
     alg = task.algorithm
-    factory: Callable[[], Hasher] = {"sha256": hashlib.sha256, "blake2b": hashlib.blake2b
-                                     }.get(alg) or (lambda: new_hasher(alg))
+    factory = _HASHLIB.get(alg) or partial(new_hasher, alg)
     for ft in task.files:
         entry = ft.entry
         fd = _open(entry)
@@ -304,7 +308,7 @@ class _ReadAhead:
 class _Stream:
     """A long range hashed in steps, possibly by different threads one after the other."""
 
-    __slots__ = ("entry", "item", "start", "off", "end", "h", "algorithm", "claimed", "ahead")
+    __slots__ = ("ahead", "algorithm", "claimed", "end", "entry", "h", "item", "off", "start")
 
     def __init__(self, algorithm: str, entry: FileEntry, r: Range) -> None:
         self.algorithm = algorithm
@@ -356,7 +360,7 @@ class _Stream:
 
 
 class _Batch:
-    __slots__ = ("task", "remaining")
+    __slots__ = ("remaining", "task")
 
     def __init__(self, task: Task) -> None:
         self.task = task

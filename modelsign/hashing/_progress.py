@@ -43,10 +43,12 @@ class Progress:
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
-                Progress as RichProgress,
                 TextColumn,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
             )
 
             self._bar = RichProgress(

@@ -7,23 +7,24 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 from modelsign.errors import InternalError, PathError
 from modelsign.hashing._engine import (
     STEP,
     FileTask,
     Range,
+    Scheduler,
     Task,
     TaskResult,
     run_task,
-    Scheduler,
     shard_ranges,
 )
 from modelsign.hashing._progress import Progress, ProgressArg
 from modelsign.hashing._spec import HashSpec
-from modelsign.hashing._walk import FileEntry, walk
+from modelsign.hashing._walk import FileEntry, display, walk
 
-__all__ = ["HashResult", "hash_tree", "Digest"]
+__all__ = ["Digest", "HashResult", "hash_tree"]
 
 #: (path, start, end, digest); start and end are None in files mode
 Digest = tuple[str, int | None, int | None, bytes]
@@ -206,24 +207,25 @@ def hash_tree(
         plan.flush(spec.algorithm)
         if not plan.labels:
             what = "no non-empty file (shards mode lists none)" if tree.entries else "no file"
-            raise PathError(f"contains {what} to hash", path=os.fspath(root),
+            raise PathError(f"contains {what} to hash", path=display(os.fspath(root)),
                             expected=">= 1 file", actual=f"{len(tree.entries)} file(s)",
                             hint="check the path and the --ignore-path options")
         total = sum(t.nbytes for t in plan.tasks)
         with Progress(progress, total) as bar:
             results = _run(plan.tasks, executor, bar)
         bytes_read = plan.fill(results)
+        known = cast(list[bytes], plan.digests)  # fill() checked that none is missing
         if cache is not None and plan.hashed:
             cache.store(
-                ((e, [(plan.labels[i][1], plan.labels[i][2], plan.digests[i]) for i in items])
-                 for e, items in plan.hashed),  # type: ignore[misc]
+                ((e, [(plan.labels[i][1], plan.labels[i][2], known[i]) for i in items])
+                 for e, items in plan.hashed),
                 algorithm=spec.algorithm, method=spec.method, shard_size=spec.shard_size,
                 now_ns=started)
     finally:
         if cache is not None:
             cache.close()
-    digests: list[Digest] = [(rel, s, e, d) for (rel, s, e), d in zip(plan.labels, plan.digests)
-                             if d is not None]
+    digests: list[Digest] = [(rel, s, e, d) for (rel, s, e), d
+                             in zip(plan.labels, known, strict=True)]
     digests.sort(key=_sort_key)
     return HashResult(
         name=tree.name,

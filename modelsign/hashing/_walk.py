@@ -25,7 +25,7 @@ from typing import NamedTuple
 from modelsign.errors import PathError, SymlinkError
 from modelsign.hashing._spec import HashSpec
 
-__all__ = ["FileEntry", "Tree", "walk", "display"]
+__all__ = ["FileEntry", "Tree", "display", "walk"]
 
 
 class FileEntry(NamedTuple):
@@ -70,7 +70,7 @@ def _check_name(name: str, shown: str) -> None:
 
 
 def _check_collisions(names: list[str], dir_shown: str) -> None:
-    """Refuse sibling names that are the same after NFC normalization (e.g. 'é' and 'e' + U+0301)."""
+    """Refuse sibling names equal after NFC normalization (e.g. 'é' and 'e' + U+0301)."""
     if all(n.isascii() or unicodedata.is_normalized("NFC", n) for n in names):
         return  # distinct NFC names stay distinct: nothing can collide
     seen: dict[str, str] = {}
@@ -80,7 +80,7 @@ def _check_collisions(names: list[str], dir_shown: str) -> None:
             raise PathError(f"file name collides with {seen[key]!r} after Unicode NFC "
                             "normalization", path=os.path.join(dir_shown, n),
                             expected="names that differ after normalization",
-                            actual=f"{ascii(seen[key])} and {ascii(n)}",
+                            actual=f"{seen[key]!a} and {n!a}",
                             hint="rename one of the two files")
         seen[key] = n
 

@@ -312,7 +312,7 @@ def test_file_replaced_between_listing_and_reading(tmp_path: Path,
     try:
         codes = set()
         for _ in range(20):
-            code, out, err = _run(capsys, str(model), "--no-cache")
+            code, _, err = _run(capsys, str(model), "--no-cache")
             codes.add(code)
             if code == 2:
                 assert err.count("\n") == 1 and "Traceback" not in err

@@ -1,4 +1,4 @@
-"""The incremental cache: what it saves, and every kind of doubt that makes it read the file again."""
+"""The incremental cache: what it saves, and each kind of doubt that makes it read files again."""
 
 from __future__ import annotations
 

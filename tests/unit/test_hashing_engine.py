@@ -105,7 +105,7 @@ class _TamperingExecutor(Executor):
 @pytest.mark.parametrize("tamper", [
     lambda r: TaskResult(r.digests[1:], r.bytes_read),  # an item lost
     lambda r: TaskResult(r.digests + r.digests[:1], r.bytes_read),  # an item twice
-    lambda r: TaskResult(r.digests + [(10**6, b"x")], r.bytes_read),  # an item never planned
+    lambda r: TaskResult([*r.digests, (10**6, b"x")], r.bytes_read),  # an item never planned
 ], ids=["lost", "twice", "unplanned"])
 def test_every_planned_item_comes_back_exactly_once(sized_tree: Path,
                                                     tamper: Callable[[TaskResult], TaskResult]
