@@ -136,8 +136,11 @@ class _Run:
         if rule.certificate_chain is not None:
             if signer.kind != "certificate":
                 return f"signed by {signer.kind} material, not a certificate chain"
-            subjects = {s for s, _ in self.policy.anchors.get(rule.certificate_chain, ())}
-            return None if signer.issuer in subjects \
+            anchors = self.policy.anchors.get(rule.certificate_chain, ())
+            if signer.anchor_sha256 is not None:  # the verifier says which anchor: exact
+                return None if signer.anchor_sha256 in {fp for _, fp in anchors} \
+                    else f"the chain ends at another anchor ({signer.issuer!r})"
+            return None if signer.issuer in {s for s, _ in anchors} \
                 else f"the chain ends at {signer.issuer!r}"
         if signer.kind != "keyless":
             return f"signed by {signer.kind} material, not a Sigstore identity"

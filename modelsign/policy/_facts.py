@@ -86,6 +86,7 @@ class SignerFacts:
     extensions: Mapping[str, str]
     time: datetime | None
     time_source: Literal["tlog", "certificate"] | None
+    anchor_sha256: str | None = None
 
     @classmethod
     def _from(cls, signer: Signer) -> SignerFacts:
@@ -95,12 +96,13 @@ class SignerFacts:
             t, src = signer.cert_not_before, "certificate"
         else:
             t, src = None, None
-        # Certificate extensions (OID -> value) once the verifier reports them; see the report
-        # of docs/decisions/0009-policy.md ("hooks").
+        # Certificate extensions (OID -> value) and the fingerprint of the trust anchor a
+        # certificate chain ended at, once the verifier reports them (docs/decisions/0009).
         ext = getattr(signer, "extensions", None) or {}
+        anchor = getattr(signer, "anchor_fingerprint", None)
         return cls(signer.kind, signer.identity, signer.issuer,
                    {str(k): str(v) for k, v in dict(ext).items()}, t,
-                   src)  # type: ignore[arg-type]
+                   src, anchor if isinstance(anchor, str) else None)  # type: ignore[arg-type]
 
     def describe(self) -> str:
         if self.kind == "key":
@@ -205,7 +207,7 @@ class Facts:
     lineage: LineageFacts
     files: tuple[FileFacts, ...]
     _token: object = field(default=None, repr=False, compare=False)
-    _cel: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _cel: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self._token is not _TOKEN:
