@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "modelsign.cli._verify",
     "modelsign.cli._sigstore",
     "modelsign.cli._attest",
+    "modelsign.cli._hf",
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from modelsign.errors import InputError, InternalError, ModelsignError
+from modelsign.errors import ClaimError, InputError, InternalError, ModelsignError
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelsign.verify import Identity, Trust, VerificationResult
@@ -151,6 +151,9 @@ def verify(
     use_cache: Annotated[bool, typer.Option(
         "--use-cache", help="Reuse cached digests of files whose size and mtime did not change "
         "(faster; trusts the local cache).")] = False,
+    no_claims: Annotated[bool, typer.Option(
+        "--no-claims", help="Do not verify claims.jsonl (by default every line is verified with "
+        "the same signer options as the signature).")] = False,
     output_format: Annotated[OutputFormat, typer.Option(
         "--format", help="text, or json: one report document on stdout (human text on "
         "stderr).")] = OutputFormat.text,
@@ -189,11 +192,36 @@ def verify(
         raise
     for w in result.warnings:
         _err(f"warning: {w}")
+    claims = None
+    if not no_claims:
+        from modelsign.verify._claims import verify_claims
+
+        claims = verify_claims(path, result.root_digest, identities=rules, key=key,
+                               cert_chain=cert_chain or [], trust=trust,
+                               unsafe_skip_identity=unsafe_skip_identity_check)
+    failure: ClaimError | None = None
+    if claims is not None and not claims.ok:
+        failures = claims.describe_failures()
+        failure = ClaimError(
+            f"{len(failures)} claim(s) in claims.jsonl did not verify: " + "; ".join(failures[:3])
+            + (" ..." if len(failures) > 3 else ""),
+            hint="see the report for each line; pass the claim signers' identity options, or "
+                 "--no-claims to check the signature alone")
+    lines = [_summary(result)]
+    if claims is not None and claims.claims:
+        lines += claims.summary_lines()
     if json_mode:
-        _err(_summary(result))
-        _emit_json(result.to_json())
+        _err("\n".join(lines))
+        doc = result.to_json()
+        doc["claims"] = claims.to_json() if claims is not None else None
+        if failure is not None:
+            doc["verdict"] = "failed"
+            doc["error"] = _error_json(failure)
+        _emit_json(doc)
     else:
-        sys.stdout.write(_summary(result) + "\n")
+        sys.stdout.write("\n".join(lines) + "\n")
+    if failure is not None:
+        raise failure
 
 
 def _summary(r: VerificationResult) -> str:
@@ -231,9 +259,14 @@ def _error_document(e: ModelsignError, path: Path, partial: VerificationResult |
         "serialization": None, "signer": None, "summary": None, "files": [], "warnings": [],
     }
     doc["verdict"] = "failed" if e.exit_code == 1 else "error"
-    doc["error"] = {"type": type(e).__name__, "exit_code": e.exit_code, "message": str(e),
-                    "path": e.path, "expected": e.expected, "actual": e.actual, "hint": e.hint}
+    doc["error"] = _error_json(e)
+    doc.setdefault("claims", None)
     return doc
+
+
+def _error_json(e: ModelsignError) -> dict[str, Any]:
+    return {"type": type(e).__name__, "exit_code": e.exit_code, "message": str(e),
+            "path": e.path, "expected": e.expected, "actual": e.actual, "hint": e.hint}
 
 
 def _emit_json(doc: dict[str, Any]) -> None:

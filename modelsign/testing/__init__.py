@@ -15,6 +15,7 @@ and ``modelsign sigstore serve`` runs the same stack from the command line.
 
 from __future__ import annotations
 
+from modelsign.testing._hub import LoopbackHub
 from modelsign.testing._pki import CertChain, KeyPair, make_cert_chain, make_key
 from modelsign.testing._sigstore import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -33,5 +34,6 @@ __all__ = [
     "GITHUB_ACTIONS_ISSUER",
     "CertificateFault",
     "GitHubWorkflow",
+    "LoopbackHub",
     "LoopbackSigstore",
 ]

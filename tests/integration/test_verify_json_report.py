@@ -20,11 +20,15 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "verify-report.s
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
+    from referencing import Registry, Resource
+
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$id"] == REPORT_SCHEMA_ID
+    claims = json.loads((SCHEMA_PATH.parent / "claims-report.schema.json").read_text())
+    registry: Registry = Registry().with_resource(claims["$id"], Resource.from_contents(claims))
     return jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 @pytest.fixture
