@@ -10,41 +10,34 @@ from typing import Annotated
 
 import typer
 
-_HELP = """Write and check policy files (apiVersion: modelsign/v1, kind: ModelPolicy).
+# Paragraphs are single lines (rich does not re-wrap), split here only to fit the source width.
+_HELP = (
+    "Write and check policy files (apiVersion: modelsign/v1, kind: ModelPolicy).\n\n"
+    "A policy says who must have signed a model, which claims must exist and what they must "
+    "say, which datasets, lineage and framework versions are acceptable, how old a signature "
+    "may be and whether pickle files are allowed, with CEL conditions for the rest. "
+    "`modelsign verify PATH --policy FILE` applies one after verification.\n"
+)
 
-A policy says who must have signed a model, which claims must exist and what they must
-say, which datasets, lineage and framework versions are acceptable, how old a signature may
-be and whether pickle files are allowed, with CEL conditions for the rest.
-`modelsign verify PATH --policy FILE` applies one after verification.
-"""
+_SCHEMA_HELP = (
+    "Print the JSON Schema of policy files (or, with --report, of the policy report).\n\n"
+    "Point your editor's YAML language server at it for completion and checks as you type.\n\n"
+    "Examples:\n\n"
+    "  modelsign policy schema > policy.schema.json\n\n"
+    "  modelsign policy schema --report\n"
+)
 
-_SCHEMA_HELP = """Print the JSON Schema of policy files (or, with --report, of the policy report).
-
-Point your editor's YAML language server at it for completion and checks as you type.
-
-Examples:
-
-  modelsign policy schema > policy.schema.json
-
-  modelsign policy schema --report
-"""
-
-_LINT_HELP = """Check policy files.
-
-Checks the YAML syntax, the schema (unknown keys, wrong types, bad durations, PEP 440
-specifiers), every CEL condition (it must compile and use only the documented variables),
-and the key and certificate files the policy names.
-
-Every problem is printed as FILE:LINE: KEY.PATH: MESSAGE.
-
-Examples:
-
-  modelsign policy lint registry.yaml
-
-  modelsign policy lint policies/*.yaml --format json
-
-Exit codes: 0 clean, 2 problems found (or a file cannot be read), 3 internal error.
-"""
+_LINT_HELP = (
+    "Check policy files.\n\n"
+    "Checks the YAML syntax, the schema (unknown keys, wrong types, bad durations, PEP 440 "
+    "specifiers), every CEL condition (it must compile and use only the documented variables), "
+    "and the key and certificate files the policy names. Every problem is printed as "
+    "FILE:LINE: KEY.PATH: MESSAGE.\n\n"
+    "Examples:\n\n"
+    "  modelsign policy lint registry.yaml\n\n"
+    "  modelsign policy lint policies/*.yaml --format json\n\n"
+    "Exit codes: 0 clean, 2 problems found (or a file cannot be read), 3 internal error.\n"
+)
 
 
 class OutputFormat(StrEnum):

@@ -83,3 +83,10 @@ def test_lint_a_missing_file_is_exit_2(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = cli(capsys, "policy", "lint", tmp_path / "nope.yaml")
     assert rc == 2 and "policy file not found" in out
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = cli(capsys, "policy", "--help")
+    assert rc == 0 and "schema" in out and "lint" in out
+    rc, out, _ = cli(capsys, "policy", "lint", "--help")
+    assert rc == 0 and "modelsign policy lint registry.yaml" in out

@@ -688,3 +688,19 @@ def _self_signed(cn: str) -> bytes:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_warnings_do_not_fail_and_are_in_the_report(world: World) -> None:
+    from modelsign.policy import parse_policy
+
+    policy = parse_policy(HEAD_KEYLESS.format(issuer=GITHUB_ACTIONS_ISSUER, extra="") + (
+        "serialization: {pickle: warn}\nframeworks: {torch: '>=2.6', jax: '>=0.4'}\n"),
+        source="warn.yaml")
+    report = evaluate(policy, _facts(world, "pickled"))
+    assert report.verdict == "pass" and report.summary == {"pass": 2, "fail": 0, "warn": 2}
+    assert [r.rule for r in report.warnings] == ["frameworks.jax", "serialization.pickle"]
+    assert report.rule("frameworks.jax").reason == (
+        "the provenance does not record jax, so >=0.4 was not checked")
+    schema = json.loads((REPO / "schemas" / "policy-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(report.to_json())
+    assert "WARN  serialization.pickle: 1 pickle-based file(s)" in report.to_text()
