@@ -9,6 +9,7 @@ policy is never satisfied by the absence of evidence.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -48,6 +49,23 @@ _LIST = 5  # items named in one reason before "and N more"
 
 _FORMAT_WORDS = {"pickle": "a pickle", "pytorch-zip": "a PyTorch zip archive with a pickle",
                  "numpy-object": "a NumPy array of pickled objects"}
+
+
+_DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$|@)")
+
+
+def _glob(uri: str, pattern: str) -> bool:
+    """A URI glob (``*`` and ``?``, ``*`` crossing ``/``). A URI with ``.``/``..`` segments or
+    whitespace matches nothing: ``hf://acme/../evil/x`` is not under ``hf://acme/*``."""
+    if _DOT_SEGMENT.search(uri) or any(c.isspace() for c in uri):
+        return False
+    return fnmatchcase(uri, pattern)
+
+
+def _printable(text: str) -> str:
+    """Reasons quote identities and URIs from verified objects; never let them carry terminal
+    control characters."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _utcnow() -> datetime:
@@ -96,8 +114,8 @@ class _Run:
 
     # -- plumbing --------------------------------------------------------------------------
     def add(self, loc: Loc, status: RuleStatus, reason: str) -> None:
-        self.results.append(RuleResult(rule=_render(loc), status=status, reason=reason,
-                                       line=self.policy.line_of(loc)))
+        self.results.append(RuleResult(rule=_render(loc), status=status,
+                                       reason=_printable(reason), line=self.policy.line_of(loc)))
 
     def cel(self, source: str, names: frozenset[str],
             extra: dict[str, Any] | None = None) -> bool:
@@ -280,7 +298,7 @@ class _Run:
                 if ref.startswith("sha256:"):
                     if d.sha256 is not None and ref == f"sha256:{d.sha256}":
                         return True
-                elif d.uri is not None and fnmatchcase(d.uri, ref):
+                elif d.uri is not None and _glob(d.uri, ref):
                     return True
             return False
 
@@ -381,7 +399,7 @@ class _Run:
                 self.add(loc, "fail", unresolved)
                 continue
             matched = [n for n in lin.models
-                       if n.uri is not None and fnmatchcase(n.uri, parent.match)]
+                       if n.uri is not None and _glob(n.uri, parent.match)]
             bad = []
             for n in matched:
                 if n.state != "verified" or n.signer is None:
@@ -463,6 +481,11 @@ class _Run:
         loc: Loc = ("serialization", "pickle")
         pickles = [f"{f.path} ({_FORMAT_WORDS.get(f.format, f.format)})"
                    for f in self.facts.files if f.pickle]
+        unknown = [f.path for f in self.facts.files if f.format == "unknown"]
+        if unknown and rules.pickle != "allow":
+            self.add(loc, "fail", f"the formats of {len(unknown)} file(s) were not inspected "
+                     "(facts built with sniff_files=False), so pickle cannot be ruled out")
+            return
         if rules.pickle == "allow":
             self.add(loc, "pass", f"pickle allowed; {len(pickles)} pickle-based file(s)")
         elif not pickles:

@@ -15,7 +15,7 @@ The CEL context (:meth:`Facts.cel_context`), documented in docs/decisions/0009-p
                   timeSource}, predicate}]                       -- verified claims only
     lineage     {resolved, depth, nodes: [{digest, role, uri, relation, state, depth, child,
                                            signer (or null)}]}
-    files       [{path, digest, format, pickle}]
+    files       [{path, digest, format, pickle}]     -- format "unknown" if not inspected
     frameworks  {name: [versions]}                                -- from verified provenance
 
 ``time`` values are CEL timestamps (or null); ``digest`` values are lowercase hex SHA-256.
@@ -338,7 +338,7 @@ def _files(result: VerificationResult, sniff_files: bool) -> tuple[FileFacts, ..
             target = root / r.path if root.is_dir() else root
             fmt = sniff(target)
         else:
-            fmt = "other"
+            fmt = "unknown"
         digest = r.hex if r.start is None else ""
         seen[r.path] = FileFacts(r.path, digest, fmt)
     return tuple(sorted(seen.values(), key=lambda f: f.path))
@@ -382,7 +382,8 @@ def build_facts(result: VerificationResult, *,
     :class:`VerifiedStatement` objects; a claim whose subject is not this model's root digest
     is rejected here too (belt and braces). ``lineage`` is the lineage
     walker's result (issue 5), or ``None`` when lineage was not resolved. With ``sniff_files``
-    (default) the first bytes of each signed file are read to tell pickle-based files.
+    (default) the first bytes of each signed file are read to tell pickle-based files; without,
+    every format is ``unknown`` (and ``serialization.pickle: deny|warn`` fails).
     """
     if not isinstance(result, VerificationResult):
         raise InternalError(f"build_facts needs a VerificationResult, got "

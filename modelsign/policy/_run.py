@@ -172,6 +172,18 @@ def _key_name(policy: Policy, run: dict[str, Any]) -> str:
     return ""
 
 
+def _reads_files(policy: Policy) -> bool:
+    """Whether the policy looks at file formats (then every signed file's head is read)."""
+    from modelsign.policy._model import condition_text
+
+    doc = policy.document
+    if doc.serialization is not None and doc.serialization.pickle != "allow":
+        return True
+    conditions = [*doc.conditions, *(doc.lineage.conditions if doc.lineage else ()),
+                  *(c for r in doc.require_claims for c in r.conditions)]
+    return any("files" in condition_text(c)[0] for c in conditions)
+
+
 def verify_with_policy(
     path: PathLike,
     policy: Policy,
@@ -209,7 +221,8 @@ def verify_with_policy(
                 raise
     assert result is not None
     claims = _verify_claims(path, policy, result.root_digest, trust, clock, claims_file)
-    facts = build_facts(result, claims=claims, lineage=lineage)
+    facts = build_facts(result, claims=claims, lineage=lineage,
+                        sniff_files=_reads_files(policy))
     report = evaluate(policy, facts, clock=clock) if clock is not None \
         else evaluate(policy, facts)
     return PolicyVerification(result, claims, facts, report)

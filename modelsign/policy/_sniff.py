@@ -25,7 +25,7 @@ from typing import Literal
 __all__ = ["PICKLE_FORMATS", "FileFormat", "sniff"]
 
 FileFormat = Literal["pickle", "pytorch-zip", "numpy-object", "safetensors", "gguf", "zip",
-                     "numpy", "other"]
+                     "numpy", "other", "unknown"]  # unknown: not inspected
 #: Formats whose loading runs pickle.
 PICKLE_FORMATS: frozenset[str] = frozenset({"pickle", "pytorch-zip", "numpy-object"})
 

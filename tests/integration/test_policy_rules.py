@@ -704,3 +704,13 @@ def test_warnings_do_not_fail_and_are_in_the_report(world: World) -> None:
     schema = json.loads((REPO / "schemas" / "policy-report.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(report.to_json())
     assert "WARN  serialization.pickle: 1 pickle-based file(s)" in report.to_text()
+
+
+def test_uninspected_files_cannot_pass_a_pickle_rule(world: World) -> None:
+    result = world.results["conforming"]
+    facts = build_facts(result, claims=world.claims["conforming"],
+                        lineage=_lineage(world, result.root_digest), sniff_files=False)
+    assert {f.format for f in facts.files} == {"unknown"}
+    report = _report(world, facts)
+    assert [r.rule for r in report.failures] == ["serialization.pickle"]
+    assert "were not inspected" in report.rule("serialization.pickle").reason
