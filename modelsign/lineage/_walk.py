@@ -524,6 +524,7 @@ class _Walk:
                                child=rec.key)
                     records[key] = new
                     order.append(new)
+                    self.rule_of(new)  # records the pattern that covers it, resolved or not
                     if new.min_depth > self.max_depth:
                         new.fail("unresolved", f"beyond the depth limit: {new.min_depth} "
                                  f"generations above the subject, the limit is "
