@@ -363,6 +363,7 @@ class _Walk:
             rec.fail("identity_not_allowed", self.no_rule(rec))
             return
         try:
+            self.meter.check_time(f"resolving {ref}")  # the walk's budget, whatever the client
             files = self.hub.fetch(ref, meter=self.meter)
         except RemoteBudgetExceeded as e:
             rec.fail("unresolved", _text(e))
