@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from modelsign.errors import InternalError, PathError
+from modelsign.errors import InputError, InternalError, ModelsignError, PathError
 from modelsign.hashing._engine import (
     STEP,
     FileTask,
@@ -24,7 +24,8 @@ from modelsign.hashing._progress import Progress, ProgressArg
 from modelsign.hashing._spec import HashSpec
 from modelsign.hashing._walk import FileEntry, display, walk
 
-__all__ = ["Digest", "HashResult", "hash_tree"]
+__all__ = ["EXECUTOR_BATCH_BYTES", "EXECUTOR_BATCH_FILES", "Digest", "HashResult", "hash_tree",
+           "run_tasks"]
 
 #: (path, start, end, digest); start and end are None in files mode
 Digest = tuple[str, int | None, int | None, bytes]
@@ -33,6 +34,10 @@ Digest = tuple[str, int | None, int | None, bytes]
 _BATCH_BYTES = 8 << 20
 #: At most this many files per batch (keeps the load balanced on many small files).
 _BATCH_FILES = 128
+#: Batch limits when the tasks go to another executor (processes, a Dask cluster): each task then
+#: costs a round trip and its arguments are pickled, so fewer, larger tasks pay off.
+EXECUTOR_BATCH_BYTES = 256 << 20
+EXECUTOR_BATCH_FILES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,10 @@ def _sort_key(d: Digest) -> tuple[tuple[str, ...], int, int]:
 class _Plan:
     """Manifest items (numbered), the digests known already, and the tasks for the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_files: int = _BATCH_FILES,
+                 batch_bytes: int = _BATCH_BYTES) -> None:
+        self.batch_files = batch_files
+        self.batch_bytes = batch_bytes
         self.labels: list[tuple[str, int | None, int | None]] = []
         self.digests: list[bytes | None] = []
         self.tasks: list[Task] = []
@@ -69,7 +77,7 @@ class _Plan:
 
     def add_whole_file(self, algorithm: str, entry: FileEntry) -> None:
         """Files mode: one item per file (the common case, kept cheap for many small files)."""
-        if entry.size > _BATCH_BYTES:
+        if entry.size > self.batch_bytes:
             self.add_file(algorithm, entry, [(0, entry.size)], False)
             return
         item = len(self.labels)
@@ -78,7 +86,7 @@ class _Plan:
         self.hashed.append((entry, [item]))
         self._batch.append(FileTask(entry, (Range(item, 0, entry.size),)))
         self._batch_bytes += entry.size
-        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
+        if self._batch_bytes >= self.batch_bytes or len(self._batch) >= self.batch_files:
             self.flush(algorithm)
 
     def add_file(self, algorithm: str, entry: FileEntry, ranges: list[tuple[int, int]],
@@ -90,7 +98,7 @@ class _Plan:
             items.append(item)
             self.labels.append((entry.rel, s, e) if sharded else (entry.rel, None, None))
             self.digests.append(None)
-            if e - s > _BATCH_BYTES:
+            if e - s > self.batch_bytes:
                 self.tasks.append(Task(algorithm, (FileTask(entry, (Range(item, s, e),)),)))
             else:
                 small.append(Range(item, s, e))
@@ -98,7 +106,7 @@ class _Plan:
         if small:
             self._batch.append(FileTask(entry, tuple(small)))
             self._batch_bytes += sum(r.end - r.start for r in small)
-            if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
+            if self._batch_bytes >= self.batch_bytes or len(self._batch) >= self.batch_files:
                 self.flush(algorithm)
 
     def flush(self, algorithm: str) -> None:
@@ -140,13 +148,39 @@ def _run(tasks: list[Task], executor: Executor | None, progress: Progress) -> li
         sched = Scheduler(tasks, split=STEP, progress=tick)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as ex:
             return sched.run(ex, workers)
-    # any executor: pure tasks, longest first so the last ones to finish are short
+    return run_tasks(run_task, (), tasks, executor, tick)
+
+
+def _task_files(task: Task) -> str:
+    names = [f.entry.rel for f in task.files]
+    return names[0] + (f" (and {len(names) - 1} more file(s) of the same task)"
+                       if len(names) > 1 else "")
+
+
+def run_tasks(fn: Callable[..., TaskResult], args: tuple[Any, ...], tasks: list[Task],
+              executor: Executor, tick: Callable[[int], None] | None) -> list[TaskResult]:
+    """Run ``fn(*args, task)`` for every task on ``executor``, longest first.
+
+    The first failure cancels the rest and is raised: a modelsign error as it is (it names the
+    file), anything else (a worker that died, a task the executor could not run) as an
+    :class:`~modelsign.errors.InputError` naming the task's files.
+    """
     ordered = sorted(tasks, key=lambda t: t.cost, reverse=True)
-    futures = [executor.submit(run_task, t) for t in ordered]
+    futures = [executor.submit(fn, *args, t) for t in ordered]
     out = []
     try:
-        for f in futures:
-            res = f.result()
+        for t, f in zip(ordered, futures, strict=True):
+            try:
+                res = f.result()
+            except ModelsignError:
+                raise
+            except Exception as e:
+                raise InputError(
+                    f"the executor could not hash this task ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else 'no message'})",
+                    path=_task_files(t),
+                    hint="check the workers (installed packages, memory, access to the data) "
+                         "and run again") from e
             if tick:
                 tick(res.bytes_read)
             out.append(res)
@@ -191,7 +225,8 @@ def hash_tree(
                                   algorithm=spec.algorithm, method=spec.method,
                                   shard_size=spec.shard_size)
     try:
-        plan = _Plan()
+        plan = _Plan() if executor is None else _Plan(batch_files=EXECUTOR_BATCH_FILES,
+                                                      batch_bytes=EXECUTOR_BATCH_BYTES)
         for entry in tree.entries:
             hit = cached.get(entry.rel)
             if hit is not None:
