@@ -6,6 +6,7 @@ The option aliases, :func:`lineage_kwargs` and :func:`emit` are shared with ``mo
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -41,39 +42,54 @@ __all__ = [
     "register",
 ]
 
-_LINEAGE_HELP = """Verify the lineage of a model: every ancestor its provenance names, each on its own signature.
+_LINEAGE_HELP = (
+    "Verify the lineage of a model: every ancestor its provenance names, each on its own "
+    "signature.\n\n"
+    "Reads the verified derivation claims in PATH/claims.jsonl and walks upward: each "
+    "parent (base model or dataset) is found by the root digest its child recorded, in "
+    "this order: --upstream directories, the --store, then (with --hub) the Hugging Face "
+    "Hub for hf:// URIs pinned to a commit. For each parent: its model.sig is verified "
+    "under the rule for *that* parent (--parent-identity/--parent-key PATTERN=...; a child "
+    "never vouches for its parent), its bytes are checked (re-hashed from a directory; "
+    "compared with the Hub's per-file sha256 metadata; not at all for a store entry, which "
+    "keeps no weights, and the output says so), its signed root digest must equal the "
+    "digest the child recorded, then its own claims are verified and followed. Merges have "
+    "several parents: the lineage is a graph.\n\n"
+    "Each node ends in one state: verified, identity not allowed, unsigned, digest "
+    "mismatch, unresolved, claim invalid; with the reason.\n\n"
+    "PATTERN is sha256:<hex> (one artifact), or a glob over the URI the child recorded for "
+    "the parent (over its name when it has no URI): hf://acme/*, or * for every parent. "
+    "Digest patterns win; then the first glob that matches, with every rule given for that "
+    "same pattern.\n\n"
+    "Examples:\n\n"
+    "  modelsign lineage ./q4 --key release.pub --parent-key '*=release.pub' --store "
+    "./provenance\n\n"
+    "  modelsign lineage ./q4 --key release.pub --upstream sha256:<hex>=./base "
+    "--parent-key 'sha256:<hex>=meta.pub'\n\n"
+    "  modelsign lineage ./ft --identity ml@acme.example --issuer "
+    "https://accounts.google.com --parent-identity "
+    "'hf://meta-llama/*=llama@meta.example@https://accounts.google.com' --hub\n\n"
+    "  modelsign lineage ./q4 --key release.pub --parent-key '*=release.pub' --store "
+    "./provenance --format dot | dot -Tsvg > lineage.svg\n\n"
+    "Exit codes: 0 every node verified, 1 a lineage failure (any node not verified), 2 bad "
+    "input, 3 internal error.\n"
+)
 
-Reads the verified derivation claims in PATH/claims.jsonl and walks upward: each parent (base model or dataset) is found by the root digest its child recorded, in this order: --upstream directories, the --store, then (with --hub) the Hugging Face Hub for hf:// URIs pinned to a commit. For each parent: its model.sig is verified under the rule for *that* parent (--parent-identity/--parent-key PATTERN=...; a child never vouches for its parent), its bytes are checked (re-hashed from a directory; compared with the Hub's per-file sha256 metadata; not at all for a store entry, which keeps no weights, and the output says so), its signed root digest must equal the digest the child recorded, then its own claims are verified and followed. Merges have several parents: the lineage is a graph.
-
-Each node ends in one state: verified, identity not allowed, unsigned, digest mismatch, unresolved, claim invalid; with the reason.
-
-PATTERN is sha256:<hex> (one artifact), or a glob over the URI the child recorded for the parent (over its name when it has no URI): hf://acme/*, or * for every parent. Digest patterns win; then the first glob that matches, with every rule given for that same pattern.
-
-Examples:
-
-  modelsign lineage ./q4 --key release.pub --parent-key '*=release.pub' --store ./provenance
-
-  modelsign lineage ./q4 --key release.pub --upstream sha256:<hex>=./base --parent-key 'sha256:<hex>=meta.pub'
-
-  modelsign lineage ./ft --identity ml@acme.example --issuer https://accounts.google.com --parent-identity 'hf://meta-llama/*=llama@meta.example@https://accounts.google.com' --hub
-
-  modelsign lineage ./q4 --key release.pub --parent-key '*=release.pub' --store ./provenance --format dot | dot -Tsvg > lineage.svg
-
-Exit codes: 0 every node verified, 1 a lineage failure (any node not verified), 2 bad input, 3 internal error.
-"""
-
-_STORE_HELP = """Add a signed artifact's model.sig, claims.jsonl and signed manifest to a provenance store.
-
-The store is content-addressed: DIR/sha256/<root digest>/. Lineage then verifies a parent from its store entry (signature, signer, and that the signed root digest is the one the child recorded) without its weights. The artifact's files are hashed and must match its model.sig first. With --key or --identity/--issuer the signer is verified too; without, who signed is left to lineage, which checks every store entry under the rule for it. Claims already in the store are kept and new ones appended.
-
-Examples:
-
-  modelsign store add ./base --store ./provenance
-
-  modelsign store add ./base --store ./provenance --key release.pub
-
-Exit codes: 0 added, 1 the files differ from the signature (or the signer is not allowed), 2 bad input, 3 internal error.
-"""
+_STORE_HELP = (
+    "Add a signed artifact's model.sig, claims.jsonl and signed manifest to a provenance "
+    "store.\n\n"
+    "The store is content-addressed: DIR/sha256/<root digest>/. Lineage then verifies a "
+    "parent from its store entry (signature, signer, and that the signed root digest is "
+    "the one the child recorded) without its weights. The artifact's files are hashed and "
+    "must match its model.sig first. With --key or --identity/--issuer the signer is "
+    "verified too; without, who signed is left to lineage, which checks every store entry "
+    "under the rule for it. Claims already in the store are kept and new ones appended.\n\n"
+    "Examples:\n\n"
+    "  modelsign store add ./base --store ./provenance\n\n"
+    "  modelsign store add ./base --store ./provenance --key release.pub\n\n"
+    "Exit codes: 0 added, 1 the files differ from the signature (or the signer is not "
+    "allowed), 2 bad input, 3 internal error.\n"
+)
 
 _KEYLESS = "Who may sign PATH (keyless)"
 _OTHER = "Who may sign PATH (key, certificate)"
@@ -169,15 +185,16 @@ def parse_parent_rules(*, identity: list[str] | None = None,
         pattern, who, issuer = _identity("--parent-identity-regex", text)
         rules.append(ParentRule(pattern, SignerRule(
             identities=(Identity(identity_regex=who, issuer=issuer),))))
-    for flag, items, field in (("--parent-key", key, "keys"),
-                               ("--parent-cert-chain", cert_chain, "cert_chain")):
+    for flag, items in (("--parent-key", key), ("--parent-cert-chain", cert_chain)):
         for text in items or []:
             pattern, value = _split(flag, text, "FILE.pem")
             p = Path(value)
             if not p.is_file():
                 raise InputError(f"{flag}: file not found", path=p,
                                  hint="give PATTERN=PATH to a PEM file")
-            rules.append(ParentRule(pattern, SignerRule(**{field: (p,)})))
+            signer = SignerRule(keys=(p,)) if flag == "--parent-key" else \
+                SignerRule(cert_chain=(p,))
+            rules.append(ParentRule(pattern, signer))
     return rules
 
 
@@ -284,7 +301,7 @@ def tree_text(graph: LineageGraph, *, width: int = 160) -> str:
             grow(sub, e.parent, (*stack, e.parent))
 
     grow(root, graph.root.key, (graph.root.key,))
-    console = Console(width=width, record=True, file=_Null(), color_system=None,
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None,
                       force_terminal=False)
     console.print(root)
     lines = [console.export_text(styles=False).rstrip("\n")]
@@ -294,14 +311,6 @@ def tree_text(graph: LineageGraph, *, width: int = 160) -> str:
                  + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s.items() if v))
     lines += [f"warning: {w}" for w in graph.warnings]
     return "\n".join(lines) + "\n"
-
-
-class _Null:
-    def write(self, _s: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
 
 
 def emit(graph: LineageGraph, fmt: LineageFormat) -> None:

@@ -40,7 +40,7 @@ class HuggingFaceHub:
                  cache_dir: str | os.PathLike[str] | None = None, api: Any = None) -> None:
         self.endpoint = endpoint
         self.token = token
-        self.cache_dir = cache_dir
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.api = api
 
     def _endpoint(self) -> str | None:
@@ -98,7 +98,8 @@ class HuggingFaceHub:
         from modelsign.integrations.huggingface import _hub_errors, verify_local
 
         ref = files.ref
-        total = sum((f.size or 0) for f in files.handle.files.values())  # type: ignore[attr-defined]
+        snap: Any = files.handle
+        total = sum(int(f.size or 0) for f in snap.files.values())
         meter.charge(total, f"downloading every file of {ref}")
         with _hub_errors(ref.repo_id, ref.commit, "downloading"):
             got = snapshot_download(ref.repo_id, revision=ref.commit, repo_type=ref.repo_type,

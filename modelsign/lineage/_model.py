@@ -23,14 +23,14 @@ from modelsign.errors import InputError, InternalError
 from modelsign.verify import Identity, Signer, VerificationResult
 
 __all__ = [
-    "BytesCheck",
-    "Budget",
     "DEFAULT_MAX_DEPTH",
     "LINEAGE_SCHEMA_ID",
+    "NODE_STATES",
+    "Budget",
+    "BytesCheck",
     "LineageEdge",
     "LineageGraph",
     "LineageNode",
-    "NODE_STATES",
     "NodeState",
     "ParentRule",
     "Role",
@@ -388,7 +388,7 @@ class LineageGraph:
                 for n in self.failures]
 
     def summary(self) -> Mapping[str, int]:
-        counts = {s: 0 for s in NODE_STATES}
+        counts: dict[str, int] = {s: 0 for s in NODE_STATES}
         for n in self.all_nodes:
             counts[n.state] += 1
         return counts

@@ -139,11 +139,11 @@ def store_add(
         if claims.stat().st_size > MAX_CLAIMS_FILE_BYTES:
             raise InputError("the claims file is too large", path=claims,
                              expected=f"<= {MAX_CLAIMS_FILE_BYTES} bytes")
-        lines = [ln.raw for ln in read_claims(claims).lines
-                 if ln.problem is None and ln.complete]
+        new_lines = [ln.raw for ln in read_claims(claims).lines
+                     if ln.problem is None and ln.complete]
         target = folder / CLAIMS_FILE
-        body = _merge_claims(target, lines) if target.is_file() else \
-            b"".join(ln + b"\n" for ln in lines)
+        body = _merge_claims(target, new_lines) if target.is_file() else \
+            b"".join(ln + b"\n" for ln in new_lines)
         write_atomic(target, body)
         written.append(CLAIMS_FILE)
     return StoreEntry(folder, digest, tuple(sorted(written)), who)

@@ -106,7 +106,7 @@ def _key_hint(path: Path, cache: dict[Path, str]) -> str:
         except (ValueError, TypeError) as e:
             raise KeyMaterialError("not a PEM public key", path=path,
                                    hint="pass the PEM public key (.pub.pem)") from e
-        cache[path] = public_key_hint(key)  # type: ignore[arg-type]
+        cache[path] = public_key_hint(key)
     return cache[path]
 
 

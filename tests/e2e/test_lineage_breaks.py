@@ -237,7 +237,7 @@ def test_no_rule_for_a_parent_is_not_a_pass(lab: Lab) -> None:
     rc, out, err = _run("lineage", lab.dirs["ft"], "--key", lab.release.public,
                         "--upstream", f"sha256:{lab.digest('base')}={lab.dirs['base']}",
                         "--format", "json")
-    assert rc == 1
+    assert rc == 1, err
     assert states(json.loads(out)) == {"ft": "verified", "base": "identity_not_allowed"}
     assert "no --parent-identity/--parent-key rule covers" in node(json.loads(out),
                                                                    "base")["reason"]

@@ -125,7 +125,7 @@ def test_a_store_entry_under_the_wrong_digest_is_caught(tmp_path: Path, key: Key
                 "model.sig")
     rc, out, err = _run("lineage", chain["q4"], "--key", key.public, "--parent-key",
                         f"*={key.public}", "--store", store, "--format", "json")
-    assert rc == 1
+    assert rc == 1, err
     states = {n["name"]: n["state"] for n in json.loads(out)["nodes"]}
     assert states == {"q4": "verified", "adapter": "verified", "ft": "verified",
                       "base": "digest_mismatch"}

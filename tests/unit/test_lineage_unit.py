@@ -225,7 +225,7 @@ def _lineage(key: KeyPair, ft: Path, hub: MemoryHub, **kw: object):  # type: ign
 
 
 def test_hub_parent_verified_from_signature_and_metadata(hub_family) -> None:  # type: ignore[no-untyped-def]
-    key, base, ft, hub = hub_family
+    key, _, ft, hub = hub_family
     g = _lineage(key, ft, hub)
     assert g.ok, g.describe_failures()
     (node,) = g.nodes
@@ -237,7 +237,7 @@ def test_hub_parent_verified_from_signature_and_metadata(hub_family) -> None:  #
 
 
 def test_hub_metadata_that_differs_is_a_digest_mismatch(hub_family) -> None:  # type: ignore[no-untyped-def]
-    key, base, ft, hub = hub_family
+    key, _, ft, hub = hub_family
     hub.lie["model.safetensors"] = "0" * 64
     (node,) = _lineage(key, ft, hub).nodes
     assert node.state == "digest_mismatch" and "Hub sha256 " + "0" * 64 in (node.reason or "")
@@ -255,7 +255,7 @@ def test_fetch_files_rehashes(hub_family) -> None:  # type: ignore[no-untyped-de
 
 
 def test_the_time_budget_applies_to_the_whole_walk(hub_family) -> None:  # type: ignore[no-untyped-def]
-    key, base, ft, hub = hub_family
+    key, _, ft, hub = hub_family
     ticks = iter([0.0])  # the walk starts at 0; every later reading says 100 s have passed
     (node,) = _lineage(key, ft, hub, budget=Budget(max_seconds=10),
                        clock=lambda: next(ticks, 100.0)).nodes
@@ -276,7 +276,7 @@ def test_nodes_carry_what_a_policy_reads(hub_family) -> None:  # type: ignore[no
     from modelsign.lineage import NODE_STATES
     from modelsign.verify import Signer
 
-    key, base, ft, hub = hub_family
+    key, _, ft, hub = hub_family
     g = _lineage(key, ft, hub)
     (n,) = g.nodes
     assert (n.state, n.role, n.relation, n.child, n.depth, n.uri, n.reason) == (
