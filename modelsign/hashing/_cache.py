@@ -83,6 +83,7 @@ class Cache:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._stale: list[str] = []  # rows under the last looked-up tree for files now gone
 
     # --------------------------------------------------------------------------- opening
     @classmethod
@@ -175,7 +176,9 @@ class Cache:
             return {}
         by_path = {r[0]: r for r in rows}
         out: dict[str, CachedDigests] = {}
+        seen = set()
         for entry in entries:
+            seen.add(entry.path)
             row = by_path.get(entry.path)
             if row is None or tuple(row[1:6]) != (_i64(entry.dev), _i64(entry.ino), entry.size,
                                                   entry.mtime_ns, entry.ctime_ns):
@@ -183,6 +186,7 @@ class Cache:
             decoded = _decode(row[6], entry.size, algorithm, method, shard_size)
             if decoded is not None:
                 out[entry.rel] = decoded
+        self._stale = [p for p in by_path if p not in seen]
         return out
 
     def store(self, items: Iterable[tuple[FileEntry, CachedDigests]], *, algorithm: str,
@@ -191,17 +195,21 @@ class Cache:
         if self._conn is None:
             return 0
         ss = shard_size if method == "shards" else 0
+        stale = [(p, algorithm, method, ss) for p in self._stale]
         rows = []
         for e, digests in items:
             if max(e.mtime_ns, e.ctime_ns) > now_ns - RACY_NS:
                 continue
             rows.append((e.path, algorithm, method, ss, _i64(e.dev), _i64(e.ino), e.size,
                          e.mtime_ns, e.ctime_ns, _encode(digests, method)))
-        if not rows:
+        if not rows and not stale:
             return 0
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.executemany(  # files deleted or renamed since: drop their rows
+                    "DELETE FROM digests WHERE path = ? AND algorithm = ? AND method = ? "
+                    "AND shard_size = ?", stale)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO digests (path, algorithm, method, shard_size, dev, "
                     "ino, size, mtime_ns, ctime_ns, value) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)

@@ -191,3 +191,16 @@ def test_single_file_model_is_cached(tmp_path: Path) -> None:
     hash_tree(f, SPEC, cache_dir=tmp_path / "c", clock=later)
     r = hash_tree(f, SPEC, cache_dir=tmp_path / "c", clock=later)
     assert r.cache_hits == 1 and r.bytes_read == 0
+
+
+def test_rows_of_deleted_files_are_pruned(tmp_path: Path) -> None:
+    model = _model(tmp_path / "m")
+    cache = tmp_path / "c"
+    hash_tree(model, SPEC, cache_dir=cache, clock=later)
+    for i in range(5):
+        (model / f"small{i:02d}.txt").unlink()
+    (model / "new.txt").write_text("new")
+    hash_tree(model, SPEC, cache_dir=cache, clock=later)
+    with sqlite3.connect(_db(cache)) as conn:
+        paths = {r[0] for r in conn.execute("SELECT path FROM digests")}
+    assert paths == {str(p) for p in model.iterdir()}
