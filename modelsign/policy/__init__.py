@@ -20,12 +20,7 @@ Pure: evaluation never signs, never fetches, and reads time only through ``clock
 
 from modelsign.policy._cel import CelError
 from modelsign.policy._evaluate import evaluate
-from modelsign.policy._facts import (
-    Facts,
-    LineageLike,
-    LineageNodeLike,
-    build_facts,
-)
+from modelsign.policy._facts import Facts, build_facts
 from modelsign.policy._load import LintProblem, Policy, lint_policy, load_policy, parse_policy
 from modelsign.policy._model import PolicyDocument, SignerRule, policy_json_schema
 from modelsign.policy._report import PolicyReport, RuleResult, RuleStatus, report_json_schema
@@ -34,8 +29,6 @@ from modelsign.policy._run import PolicyVerification, verify_with_policy
 __all__ = [
     "CelError",
     "Facts",
-    "LineageLike",
-    "LineageNodeLike",
     "LintProblem",
     "Policy",
     "PolicyDocument",

@@ -91,7 +91,7 @@ def _age(seconds: float) -> str:
         return f"{seconds / 3600:.0f} hours"
     if seconds >= 120:
         return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} seconds"
+    return "1 second" if round(seconds) == 1 else f"{seconds:.0f} seconds"
 
 
 def _iso(t: datetime) -> str:
@@ -375,14 +375,14 @@ class _Run:
         if rules.allowed_relations is not None:
             loc = ("lineage", "allowedRelations")
             allowed = set(rules.allowed_relations)
-            root = self.facts.root_digest
-            labels = {n.digest: n.label() for n in lin.models}
-            # The model's own steps come from its verified claims; the ancestors' from lineage.
+            # The model's own steps come from its verified claims; the ancestors' from every
+            # base-model edge of the lineage (a node with two children has two).
             edges: list[tuple[str, str, str]] = [
                 (f"this model ({c.where()})", v.relation, "its base model(s)")
-                     for c, v in self.facts.derivations if v.base_models]
-            edges += [(labels.get(n.child, f"sha256:{n.child[:12]}..."), n.relation, n.label())
-                      for n in lin.models if n.relation is not None and n.child != root]
+                for c, v in self.facts.derivations if v.base_models]
+            edges += list(dict.fromkeys(
+                (e.child, e.relation, e.parent) for e in lin.edges
+                if e.role == "base_model" and not e.from_subject))
             bad = [f"{child} is a {rel} of {parent}" for child, rel, parent in edges
                    if rel not in allowed]
             if bad:

@@ -14,7 +14,8 @@ The CEL context (:meth:`Facts.cel_context`), documented in docs/decisions/0009-p
     claims      [{line, predicateType, signer: {kind, identity, issuer, extensions, time,
                   timeSource}, predicate}]                       -- verified claims only
     lineage     {resolved, depth, nodes: [{digest, role, uri, relation, state, depth, child,
-                                           signer (or null)}]}
+                                           signer (or null)}],
+                 edges: [{child, parent, role, relation}]}   -- parent/child: labels
     files       [{path, digest, format, pickle}]     -- format "unknown" if not inspected
     frameworks  {name: [versions]}                                -- from verified provenance
 
@@ -27,11 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 
 from modelsign.errors import InternalError, ModelsignError
+from modelsign.lineage import LineageGraph, NodeState
 from modelsign.policy._sniff import PICKLE_FORMATS, FileFormat, sniff
 from modelsign.statements._models import SLSA_PROVENANCE_V1
 from modelsign.statements._provenance import DerivationView, parse_provenance
@@ -39,25 +41,16 @@ from modelsign.verify import Signer, VerificationResult, VerifiedStatement
 from modelsign.verify._claims import ClaimsReport
 
 __all__ = [
-    "NODE_STATES",
     "ClaimFacts",
     "Facts",
     "FileFacts",
+    "LineageEdgeFacts",
     "LineageFacts",
-    "LineageLike",
     "LineageNodeFacts",
-    "LineageNodeLike",
     "RejectedClaim",
     "SignerFacts",
     "build_facts",
 ]
-
-#: Lineage node states (issue 5).
-NodeState = Literal["verified", "identity_not_allowed", "unsigned", "digest_mismatch",
-                    "unresolved", "claim_invalid"]
-NODE_STATES: tuple[str, ...] = ("verified", "identity_not_allowed", "unsigned",
-                                "digest_mismatch", "unresolved", "claim_invalid")
-
 
 class _Token:
     __slots__ = ()
@@ -158,19 +151,34 @@ class LineageNodeFacts:
     reason: str | None = None
 
     def label(self) -> str:
-        return f"{self.uri} (sha256:{self.digest[:12]}...)" if self.uri \
-            else f"sha256:{self.digest}"
+        """As the lineage report names nodes: URI, then the digest's first 12 hex."""
+        if not self.digest:
+            return self.uri or "?"
+        return f"{self.uri or ''} sha256:{self.digest[:12]}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEdgeFacts:
+    """``child`` was derived from ``parent`` (labels), as the child's verified claim says."""
+
+    child: str
+    parent: str
+    role: Literal["base_model", "dataset"]
+    relation: str
+    from_subject: bool
 
 
 @dataclass(frozen=True, slots=True)
 class LineageFacts:
-    """The ancestors of the model. ``resolved`` is false when lineage was not walked and the
-    model's verified provenance names parents; then ``nodes`` is empty and the lineage rules
-    that need ancestors fail with a hint to resolve it."""
+    """The ancestors of the model. ``resolved`` is false when the model has no verified
+    provenance (nothing says what its parents are), or when its provenance names parents but
+    the lineage was not walked; then ``nodes`` is empty and the lineage rules fail and say
+    why."""
 
     resolved: bool
     nodes: tuple[LineageNodeFacts, ...]
     why_unresolved: str | None = None
+    edges: tuple[LineageEdgeFacts, ...] = ()
 
     @property
     def models(self) -> tuple[LineageNodeFacts, ...]:
@@ -260,7 +268,9 @@ class Facts:
                 "signature": sig,
                 "claims": claims,
                 "lineage": {"resolved": self.lineage.resolved, "depth": self.lineage.depth,
-                            "nodes": nodes},
+                            "nodes": nodes,
+                            "edges": [{"child": e.child, "parent": e.parent, "role": e.role,
+                                       "relation": e.relation} for e in self.lineage.edges]},
                 "files": [{"path": f.path, "digest": f.digest, "format": f.format,
                            "pickle": f.pickle} for f in self.files],
                 "frameworks": frameworks,
@@ -270,36 +280,6 @@ class Facts:
 
 
 # ------------------------------------------------------------------------ what comes in
-class LineageNodeLike(Protocol):
-    """What the lineage walker (issue 5) reports per ancestor; the facts keep these fields."""
-
-    @property
-    def digest(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def uri(self) -> str | None: ...
-    @property
-    def relation(self) -> str | None: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def depth(self) -> int: ...
-    @property
-    def child(self) -> str: ...
-    @property
-    def signer(self) -> Signer | None: ...
-    @property
-    def reason(self) -> str | None: ...
-
-
-class LineageLike(Protocol):
-    """The lineage result (issue 5): every ancestor node, each verified on its own."""
-
-    @property
-    def nodes(self) -> Sequence[LineageNodeLike]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class _ClaimInput:
     line: int | None
@@ -344,24 +324,36 @@ def _files(result: VerificationResult, sniff_files: bool) -> tuple[FileFacts, ..
     return tuple(sorted(seen.values(), key=lambda f: f.path))
 
 
-def _lineage(lineage: LineageLike | None, claims: Sequence[ClaimFacts]) -> LineageFacts:
-    if lineage is not None:
+def _hex(key: str | None) -> str:
+    return key[7:] if key is not None and key.startswith("sha256:") else (key or "")
+
+
+def _lineage(lineage: LineageGraph | None, claims: Sequence[ClaimFacts],
+             root: str) -> LineageFacts:
+    derivations = [c.derivation for c in claims if c.derivation is not None]
+    if lineage is not None and derivations:
+        if not isinstance(lineage, LineageGraph):
+            raise InternalError(f"lineage is a {type(lineage).__name__}, not a LineageGraph",
+                                hint="walk it with modelsign.lineage.verify_lineage")
+        if lineage.root.digest != root:
+            raise InternalError("the lineage graph is about another artifact",
+                                expected=f"sha256:{root}",
+                                actual=f"sha256:{lineage.root.digest}")
+        labels = {n.key: (n.label() or n.key) for n in lineage.all_nodes}
         nodes = []
         for n in lineage.nodes:
-            if n.state not in NODE_STATES:
-                raise InternalError(f"lineage node {n.digest} has unknown state {n.state!r}")
-            if n.role not in ("base_model", "dataset"):
-                raise InternalError(f"lineage node {n.digest} has unknown role {n.role!r}")
-            if n.signer is not None and not isinstance(n.signer, Signer):
-                raise InternalError("lineage node signer is not a verified Signer")
+            if n.role not in ("base_model", "dataset"):  # pragma: no cover - the walker's
+                raise InternalError(f"lineage node {n.key} has role {n.role!r}")
             nodes.append(LineageNodeFacts(
-                n.digest, n.role, n.uri, n.relation, n.state,  # type: ignore[arg-type]
-                int(n.depth),
-                n.child, SignerFacts._from(n.signer) if n.signer is not None else None,
-                n.reason))
-        nodes.sort(key=lambda n: (n.depth, n.digest, n.child))
-        return LineageFacts(True, tuple(nodes))
-    derivations = [c.derivation for c in claims if c.derivation is not None]
+                n.digest, n.role, n.uri, n.relation, n.state, n.depth, _hex(n.child),
+                SignerFacts._from(n.signer) if n.signer is not None else None, n.reason))
+        edges = tuple(LineageEdgeFacts(labels.get(e.child, e.child), labels.get(e.parent, e.parent),
+                                       e.role, e.relation, e.child == lineage.root.key)
+                      for e in lineage.edges)
+        return LineageFacts(True, tuple(nodes), None, edges)
+    if lineage is not None and not isinstance(lineage, LineageGraph):
+        raise InternalError(f"lineage is a {type(lineage).__name__}, not a LineageGraph",
+                            hint="walk it with modelsign.lineage.verify_lineage")
     if not derivations:
         return LineageFacts(False, (), "no verified provenance claim names this model's parents")
     if not any(d.base_models for d in derivations):
@@ -372,7 +364,7 @@ def _lineage(lineage: LineageLike | None, claims: Sequence[ClaimFacts]) -> Linea
 
 def build_facts(result: VerificationResult, *,
                 claims: ClaimsReport | Iterable[VerifiedStatement] = (),
-                lineage: LineageLike | None = None,
+                lineage: LineageGraph | None = None,
                 sniff_files: bool = True) -> Facts:
     """The facts of a verified model, for :func:`~modelsign.policy.evaluate`.
 
@@ -380,8 +372,9 @@ def build_facts(result: VerificationResult, *,
     ``claims`` is the :class:`~modelsign.verify._claims.ClaimsReport` of ``verify_claims`` (only
     its ``ok`` lines become facts; the others are kept as line + reason), or bare
     :class:`VerifiedStatement` objects; a claim whose subject is not this model's root digest
-    is rejected here too (belt and braces). ``lineage`` is the lineage
-    walker's result (issue 5), or ``None`` when lineage was not resolved. With ``sniff_files``
+    is rejected here too (belt and braces). ``lineage`` is the graph of
+    :func:`modelsign.lineage.verify_lineage` for this model, or ``None`` when lineage was not
+    resolved. With ``sniff_files``
     (default) the first bytes of each signed file are read to tell pickle-based files; without,
     every format is ``unknown`` (and ``serialization.pickle: deny|warn`` fails).
     """
@@ -425,7 +418,7 @@ def build_facts(result: VerificationResult, *,
         signature=SignerFacts._from(result.signer),
         claims=tuple(verified),
         rejected_claims=tuple(rejected),
-        lineage=_lineage(lineage, verified),
+        lineage=_lineage(lineage, verified, result.root_digest),
         files=_files(result, sniff_files),
         _token=_TOKEN,
     )

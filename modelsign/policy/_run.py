@@ -24,25 +24,29 @@ from pathlib import Path
 from typing import Any
 
 from modelsign.errors import IdentityError, ModelsignError
+from modelsign.lineage import HubClient, LineageGraph, ParentRule, verify_lineage
+from modelsign.lineage import SignerRule as LineageSigner
 from modelsign.policy._evaluate import evaluate
-from modelsign.policy._facts import Facts, LineageLike, build_facts
+from modelsign.policy._facts import Facts, build_facts
 from modelsign.policy._load import Policy
 from modelsign.policy._model import SignerRule
 from modelsign.policy._report import PolicyReport
 from modelsign.verify import Identity, Trust, VerificationResult, verify_model
 from modelsign.verify._claims import ClaimResult, ClaimsReport, verify_claims
 
-__all__ = ["PolicyVerification", "verify_options", "verify_with_policy"]
+__all__ = ["PolicyVerification", "lineage_options", "verify_options", "verify_with_policy"]
 
 PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyVerification:
-    """What ``verify --policy`` found: the verified model, its claims, the facts, the report."""
+    """What ``verify --policy`` found: the verified model, its claims, its lineage (when
+    walked), the facts, the report."""
 
     result: VerificationResult
     claims: ClaimsReport
+    lineage: LineageGraph | None
     facts: Facts
     report: PolicyReport
 
@@ -184,13 +188,37 @@ def _reads_files(policy: Policy) -> bool:
     return any("files" in condition_text(c)[0] for c in conditions)
 
 
+def lineage_options(policy: Policy) -> dict[str, Any]:
+    """Keyword arguments for :func:`modelsign.lineage.verify_lineage` from a policy.
+
+    The walker is told to accept every signer the policy names anywhere, for the subject's
+    claims and for every ancestor (one ``*`` parent rule): it establishes who signed each node;
+    the policy's ``lineage`` rules then judge whether that signer is the right one for that
+    node (``parents[]``), so the two questions get separate answers in the report. The
+    subject's claims can be checked under one key only (the walker's API): the first the
+    policy names.
+    """
+    rules = policy.all_signers()
+    identities = tuple(_identities(rules))
+    keys = tuple(dict.fromkeys(policy.resolve(r.public_key) for r in rules
+                               if r.public_key is not None))
+    chains = tuple(dict.fromkeys(policy.resolve(r.certificate_chain) for r in rules
+                                 if r.certificate_chain is not None))
+    everyone = LineageSigner(identities=identities, keys=keys, cert_chain=chains)
+    return {"identities": identities, "key": keys[0] if keys else None,
+            "cert_chain": chains, "parents": [ParentRule("*", everyone)]}
+
+
 def verify_with_policy(
     path: PathLike,
     policy: Policy,
     *,
     signature: PathLike | None = None,
     claims_file: PathLike | None = None,
-    lineage: LineageLike | None = None,
+    lineage: LineageGraph | bool = False,
+    upstream: dict[str, PathLike] | None = None,
+    store: PathLike | None = None,
+    hub: HubClient | None = None,
     trust: Trust | None = None,
     ignore_unsigned_files: bool = False,
     use_cache: bool = False,
@@ -199,10 +227,15 @@ def verify_with_policy(
     """Verify ``path`` (signature, signer, files; then every claim) with the trust material of
     ``policy``, and evaluate the policy over what verified.
 
+    ``lineage``: ``True`` walks it (:func:`modelsign.lineage.verify_lineage` with
+    :func:`lineage_options`, resolving parents from ``upstream`` {digest: directory}, the
+    ``store`` and the ``hub``); a :class:`~modelsign.lineage.LineageGraph` of this model is used
+    as is; ``False`` leaves it unresolved (the lineage rules then fail and say so).
+
     Raises what ``verify_model`` raises when the model itself does not verify (exit 1/2), and
     :class:`IdentityError` when the policy names no material of the signature's kind. Returns
     the report otherwise; the caller exits 1 when ``outcome.report.passed`` is false.
-    ``trust`` overrides the policy's ``trustRoot``; ``lineage`` is the lineage walker's result.
+    ``trust`` overrides the policy's ``trustRoot``.
     """
     from modelsign.statements._bundle import default_signature_path, read_bundle
 
@@ -221,8 +254,14 @@ def verify_with_policy(
                 raise
     assert result is not None
     claims = _verify_claims(path, policy, result.root_digest, trust, clock, claims_file)
-    facts = build_facts(result, claims=claims, lineage=lineage,
+    graph: LineageGraph | None = None
+    if isinstance(lineage, LineageGraph):
+        graph = lineage
+    elif lineage:
+        graph = verify_lineage(result, trust=trust, upstream=upstream, store=store, hub=hub,
+                               use_cache=use_cache, **lineage_options(policy))
+    facts = build_facts(result, claims=claims, lineage=graph,
                         sniff_files=_reads_files(policy))
     report = evaluate(policy, facts, clock=clock) if clock is not None \
         else evaluate(policy, facts)
-    return PolicyVerification(result, claims, facts, report)
+    return PolicyVerification(result, claims, graph, facts, report)

@@ -3,11 +3,10 @@ breaks only that rule.
 
 Everything a policy judges is real and verified: models signed keylessly against the loopback
 Sigstore (the real sigstore-python client and verifier), a GitHub-workflow identity for the model,
-derivation claims made with ``modelsign.claims.attest`` and verified by ``verify_claims``, a
-key-signed variant with ``modelsign.signing.KeySigner``. The lineage is the one stand-in
-(:class:`StandInLineage`): issue 5's walker does not exist yet, so its nodes are assembled here
-from *verified* parent signatures, through the same ``build_facts(..., lineage=...)`` hook the
-walker will use.
+derivation claims made with ``modelsign.claims.attest`` and verified by ``verify_claims``, the
+lineage walked by ``modelsign.lineage.verify_lineage`` over real ancestors (some unsigned, one
+signed by the wrong person, one three generations up), a key-signed variant with
+``modelsign.signing.KeySigner``. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -23,14 +22,17 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from modelsign import hash_model
 from modelsign._frameworks import Environment
 from modelsign.claims import Parent, attest
+from modelsign.lineage import LineageGraph, verify_lineage
 from modelsign.policy import Facts, Policy, PolicyReport, build_facts, evaluate, load_policy
+from modelsign.policy._run import lineage_options
 from modelsign.signing import KeylessSigner, KeySigner, load_trust_config, sign_model
 from modelsign.statements._provenance import Framework
 from modelsign.testing import GITHUB_ACTIONS_ISSUER, GitHubWorkflow, LoopbackSigstore
 from modelsign.testing._pki import KeyPair, make_key
-from modelsign.verify import Identity, Signer, Trust, VerificationResult, verify_model
+from modelsign.verify import Identity, Trust, VerificationResult, verify_model
 from modelsign.verify._claims import ClaimsReport, verify_claims
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,27 +43,6 @@ MALLORY = "mallory@evil.test"
 WORKFLOW = GitHubWorkflow(repository="acme/model")
 BASE_COMMIT = "1" * 40
 EVIL_SET_COMMIT = "2" * 40
-
-
-# ------------------------------------------------------------------------ the lineage stand-in
-@dataclass(frozen=True)
-class StandInNode:
-    """What issue 5's walker will report per ancestor (LineageNodeLike)."""
-
-    digest: str
-    role: str
-    uri: str | None
-    relation: str | None
-    state: str
-    depth: int
-    child: str
-    signer: Signer | None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class StandInLineage:
-    nodes: tuple[StandInNode, ...]
 
 
 # ----------------------------------------------------------------------------------- the world
@@ -103,13 +84,11 @@ class World:
     base_root: str
     data_root: str
     evil_root: str
-    base_signer: Signer     # publisher, verified
-    data_signer: Signer     # publisher, verified
-    intern_signer: Signer   # intern, verified (a base re-signed by the wrong person)
     policy: Policy
-    facts: dict[str, Facts]
+    upstream: dict[str, Path]                # root digest -> directory, for the lineage walk
     results: dict[str, VerificationResult]
     claims: dict[str, ClaimsReport]
+    graphs: dict[str, LineageGraph]
 
     def keyless(self, identity: str) -> KeylessSigner:
         return KeylessSigner(trust_config=load_trust_config(path=self.s.write_trust_config(
@@ -126,21 +105,6 @@ class World:
                 Identity(issuer=self.s.url, identity=INTERN),
                 Identity(issuer=self.s.url, identity=TRAINER),
                 Identity(issuer=self.s.url, identity=MALLORY)]
-
-
-def _lineage(w: World, child: str, *, base_uri: str = f"hf://acme/base@{BASE_COMMIT}",
-             base_signer: Signer | None = None, base_state: str = "verified",
-             data_state: str = "verified", extra: tuple[StandInNode, ...] = ()
-             ) -> StandInLineage:
-    base = StandInNode(w.base_root, "base_model", base_uri, "finetune", base_state, 1, child,
-                       base_signer or w.base_signer if base_state == "verified" else None,
-                       None if base_state == "verified" else "no model.sig")
-    data = StandInNode(w.data_root, "dataset", None, "finetune", data_state, 1, child,
-                       w.data_signer if data_state == "verified" else None,
-                       None if data_state == "verified" else "no model.sig")
-    evil = StandInNode(w.evil_root, "dataset", f"hf://datasets/acme/evil-set@{EVIL_SET_COMMIT}",
-                       "finetune", "verified", 1, child, w.data_signer)
-    return StandInLineage((base, data, evil, *extra))
 
 
 def _policy_text(w: World) -> str:
@@ -186,39 +150,55 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tc = s.write_trust_config(tmp / "tc.json")
         trust = Trust.from_trust_config(tc)
         release = make_key(tmp / "keys", "release")
-        w = World(s, trust, tmp, release, "", "", "", None, None, None,  # type: ignore[arg-type]
-                  None, {}, {}, {})  # type: ignore[arg-type]
+        w = World(s, trust, tmp, release, "", "", "", None, {}, {}, {}, {})  # type: ignore[arg-type]
         publisher = w.keyless(PUBLISHER)
-        pub_rule = [Identity(issuer=s.url, identity=PUBLISHER)]
-
-        base = _model(tmp / "base", 1)
-        data = _model(tmp / "data", 2)
-        evil = _model(tmp / "evil-set", 3)
-        for d in (base, data, evil):
-            sign_model(d, signer=publisher)
-        base_v = verify_model(base, identities=pub_rule, trust=trust)
-        data_v = verify_model(data, identities=pub_rule, trust=trust)
-        w.base_root, w.data_root = base_v.root_digest, data_v.root_digest
-        w.evil_root = verify_model(evil, identities=pub_rule, trust=trust).root_digest
-        w.base_signer, w.data_signer = base_v.signer, data_v.signer
-        intern_base = _copy(base, tmp / "base-by-intern")
-        sign_model(intern_base, signer=w.keyless(INTERN))
-        w.intern_signer = verify_model(intern_base, identities=[Identity(issuer=s.url,
-                                       identity=INTERN)], trust=trust).signer
-
-        base_parent = Parent("hub", "acme/base", f"hf://acme/base@{BASE_COMMIT}", w.base_root,
-                             BASE_COMMIT, True)
-        data_parent = Parent("local", "data", None, w.data_root, None, True)
-        evil_parent = Parent("hub", "acme/evil-set",
-                             f"hf://datasets/acme/evil-set@{EVIL_SET_COMMIT}", w.evil_root,
-                             EVIL_SET_COMMIT, True)
         trainer = w.keyless(TRAINER)
 
+        def signed(name: str, seed: int, signer: KeylessSigner | None = publisher) -> Path:
+            d = _model(tmp / name, seed)
+            if signer is not None:
+                sign_model(d, signer=signer)
+            w.upstream[hash_model(d).root_hex] = d
+            return d
+
+        def hub(d: Path, uri: str, commit: str) -> Parent:
+            return Parent("hub", uri.removeprefix("hf://").split("@")[0], f"{uri}@{commit}",
+                          hash_model(d).root_hex, commit, True)
+
+        def derive(d: Path, parent: Parent, relation: str = "finetune") -> None:
+            attest(d, signer=publisher, relation=relation,  # type: ignore[arg-type]
+                   base_models=[parent], environment=ENV_OK, import_torch=False)
+
+        # Ancestors. The conforming base and datasets:
+        base = signed("base", 1)
+        data = signed("data", 2)
+        evil = signed("evil-set", 3)
+        unsigned_set = signed("unsigned-set", 4, signer=None)
+        w.base_root, w.data_root, w.evil_root = (hash_model(d).root_hex for d in (base, data, evil))
+        # ... three generations: base-deep <- gp <- ggp
+        ggp = signed("ggp", 20)
+        gp = signed("gp", 21)
+        derive(gp, hub(ggp, "hf://upstream/ggp", "9" * 40))
+        base_deep = signed("base-deep", 22)
+        derive(base_deep, hub(gp, "hf://upstream/gp", "a" * 40))
+        # ... a base derived from an unsigned model, one merged, one signed by the intern
+        gp_unsigned = signed("gp-unsigned", 23, signer=None)
+        base_us = signed("base-us", 24)
+        derive(base_us, hub(gp_unsigned, "hf://upstream/gp-unsigned", "b" * 40))
+        gp_leaf = signed("gp-leaf", 25)
+        base_m = signed("base-m", 26)
+        derive(base_m, hub(gp_leaf, "hf://upstream/gp-leaf", "c" * 40), relation="merge")
+        base_intern = signed("base-intern", 27, signer=w.keyless(INTERN))
+
+        base_parent = hub(base, "hf://acme/base", BASE_COMMIT)
+        data_parent = Parent("local", "data", None, w.data_root, None, True)
+        evil_parent = hub(evil, "hf://datasets/acme/evil-set", EVIL_SET_COMMIT)
+
         def claim(target: Path, *, signer: KeylessSigner = trainer, relation: str = "finetune",
-                  datasets: tuple[Parent, ...] = (data_parent,),
+                  parent: Parent = base_parent, datasets: tuple[Parent, ...] = (data_parent,),
                   env: Environment = ENV_OK) -> None:
             attest(target, signer=signer, relation=relation,  # type: ignore[arg-type]
-                   base_models=[base_parent], datasets=list(datasets), environment=env,
+                   base_models=[parent], datasets=list(datasets), environment=env,
                    import_torch=False)
 
         # The conforming model: files, a GitHub-workflow signature, one derivation claim.
@@ -245,6 +225,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             d, datasets=(data_parent, Parent("digest", None, None, w.evil_root, None, False))))
         variant("dataset-denied", claims=lambda d: claim(d, datasets=(data_parent,
                                                                       evil_parent)))
+        variant("dataset-unsigned", claims=lambda d: claim(d, datasets=(
+            data_parent, hub(unsigned_set, "hf://datasets/acme/unsigned-set", "d" * 40))))
+        variant("deep", claims=lambda d: claim(d, parent=hub(base_deep, "hf://acme/base-deep",
+                                                               "4" * 40)))
+        variant("unsigned-gp", claims=lambda d: claim(d, parent=hub(base_us, "hf://acme/base-us",
+                                                                      "5" * 40)))
+        variant("merge-gp", claims=lambda d: claim(d, parent=hub(base_m, "hf://acme/base-m",
+                                                                   "6" * 40)))
+        variant("intern-base", claims=lambda d: claim(d, parent=hub(
+            base_intern, "hf://acme/base-intern", "7" * 40)))
+        variant("elsewhere", claims=lambda d: claim(d, parent=hub(base, "hf://elsewhere/base",
+                                                                    BASE_COMMIT)))
         variant("old-torch", claims=lambda d: claim(d, env=ENV_OLD_TORCH))
         variant("key-signed", sig=KeySigner.from_pem_file(release.private))
         variant("renamed", dirname="other-ft")
@@ -266,20 +258,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                    trust=trust)
             assert report.ok, report.describe_failures()
             w.results[name], w.claims[name] = result, report
+            w.graphs[name] = _walk(w, result)
         yield w
 
 
-def _facts(w: World, name: str, **lineage: object) -> Facts:
-    result = w.results[name]
-    return build_facts(result, claims=w.claims[name],
-                       lineage=_lineage(w, result.root_digest, **lineage))  # type: ignore[arg-type]
+def _walk(w: World, result: VerificationResult) -> LineageGraph:
+    """The lineage as `verify --policy --lineage` walks it (every policy signer accepted; the
+    policy's lineage rules judge who signed what)."""
+    return verify_lineage(result, trust=w.trust, upstream=w.upstream,
+                          **lineage_options(w.policy))
 
 
-def _gp(w: World, child: str, *, depth: int = 2, relation: str = "finetune",
-        state: str = "verified", uri: str = "hf://upstream/gp@" + "3" * 40) -> StandInNode:
-    return StandInNode("ab" * 32 if depth == 2 else "cd" * 32, "base_model", uri, relation,
-                       state, depth, child, w.base_signer if state == "verified" else None,
-                       None if state == "verified" else "no model.sig")
+def _facts(w: World, name: str) -> Facts:
+    return build_facts(w.results[name], claims=w.claims[name], lineage=w.graphs[name])
 
 
 def _report(w: World, facts: Facts, **kw: object) -> PolicyReport:
@@ -308,19 +299,6 @@ def test_the_conforming_model_passes_every_rule(world: World) -> None:
     assert "transparency-log time" in report.rule("maxAge").reason
 
 
-def _deep(w: World) -> Facts:
-    return _facts(w, "conforming", extra=(_gp(w, w.base_root),
-                                          _gp(w, "ab" * 32, depth=3)))
-
-
-def _unsigned_gp(w: World) -> Facts:
-    return _facts(w, "conforming", extra=(_gp(w, w.base_root, state="unsigned"),))
-
-
-def _merge_gp(w: World) -> Facts:
-    return _facts(w, "conforming", extra=(_gp(w, w.base_root, relation="merge"),))
-
-
 # rule -> (how the facts are broken, words the reason must contain)
 BROKEN: dict[str, tuple[Callable[[World], Facts], list[str]]] = {
     "signers": (lambda w: _facts(w, "signers"), [
@@ -335,20 +313,22 @@ BROKEN: dict[str, tuple[Callable[[World], Facts], list[str]]] = {
         "the provenance names dataset(s) the policy does not allow", "sha256:"]),
     "datasets.deny": (lambda w: _facts(w, "dataset-denied"), [
         "denied dataset(s): hf://datasets/acme/evil-set@" + EVIL_SET_COMMIT]),
-    "datasets.requireSigned": (lambda w: _facts(w, "conforming", data_state="unsigned"), [
-        "every dataset must be signed and verified", "unsigned (no model.sig)"]),
-    "lineage.maxDepth": (_deep, [
+    "datasets.requireSigned": (lambda w: _facts(w, "dataset-unsigned"), [
+        "every dataset must be signed and verified: hf://datasets/acme/unsigned-set@",
+        ": unsigned"]),
+    "lineage.maxDepth": (lambda w: _facts(w, "deep"), [
         "the lineage is 3 generation(s) deep", "the policy allows at most 2"]),
-    "lineage.requireSignedParents": (_unsigned_gp, [
-        "every ancestor must verify on its own signature", "hf://upstream/gp@", "unsigned"]),
-    "lineage.allowedRelations": (_merge_gp, [
-        f"hf://acme/base@{BASE_COMMIT} (sha256:", "is a merge of hf://upstream/gp@",
+    "lineage.requireSignedParents": (lambda w: _facts(w, "unsigned-gp"), [
+        "every ancestor must verify on its own signature: hf://upstream/gp-unsigned@",
+        ": unsigned"]),
+    "lineage.allowedRelations": (lambda w: _facts(w, "merge-gp"), [
+        "hf://acme/base-m@6666666666666666666666666666666666666666 sha256:",
+        " is a merge of hf://upstream/gp-leaf@",
         "the policy allows only finetune, adapter, quantized"]),
-    "lineage.parents[0]": (lambda w: _facts(w, "conforming", base_signer=w.intern_signer), [
+    "lineage.parents[0]": (lambda w: _facts(w, "intern-base"), [
         "ancestors matching hf://acme/*", f"signed by {INTERN}",
         f"but the policy allows only: {PUBLISHER}"]),
-    "lineage.conditions[0]": (lambda w: _facts(
-        w, "conforming", base_uri=f"hf://elsewhere/base@{BASE_COMMIT}"), [
+    "lineage.conditions[0]": (lambda w: _facts(w, "elsewhere"), [
         "condition `lineage.nodes.exists(n, n.role == 'base_model' && "
         "n.uri.startsWith('hf://acme/'))` is false"]),
     "frameworks.torch": (lambda w: _facts(w, "old-torch"), [
@@ -405,10 +385,13 @@ def test_the_report_validates_and_is_byte_stable(world: World) -> None:
         assert list(doc) == sorted(doc)
 
 
-def test_the_conforming_lineage_counts_each_step_once(world: World) -> None:
-    report = _report(world, _facts(world, "conforming", extra=(_gp(world, world.base_root),)))
+def test_each_derivation_step_counts_once(world: World) -> None:
+    # the model's own step (from its claim), then base-deep <- gp <- ggp: three in all
+    report = _report(world, _facts(world, "deep"))
     assert report.rule("lineage.allowedRelations").reason.startswith(
-        "2 derivation step(s), all of finetune, adapter, quantized")
+        "3 derivation step(s), all of finetune, adapter, quantized")
+    graph = world.graphs["deep"]
+    assert [n.depth for n in graph.nodes if n.role == "base_model"] == [1, 2, 3]
 
 
 # ------------------------------------------------------------- unverified data decides nothing
@@ -435,12 +418,17 @@ def test_a_claim_with_a_bad_signature_satisfies_nothing(world: World, tmp_path: 
     claims = verify_claims(d, result.root_digest, identities=world.identities(),
                            trust=world.trust)
     assert not claims.ok and claims.claims[0].status == "failed"
-    report = _report(world, build_facts(result, claims=claims,
-                                        lineage=_lineage(world, result.root_digest)))
+    report = _report(world, build_facts(result, claims=claims, lineage=_walk(world, result)))
     failed = {r.rule: r.reason for r in report.failures}
+    # nothing that needs the claim passes: not the claim rule, not the datasets or frameworks it
+    # names, not the lineage it would draw (the walker does not follow it either)
     assert set(failed) == {"requireClaims[0]", "datasets.allow", "datasets.deny",
-                           "datasets.requireSigned", "frameworks.torch",
+                           "datasets.requireSigned", "lineage.maxDepth",
+                           "lineage.requireSignedParents", "lineage.allowedRelations",
+                           "lineage.parents[0]", "lineage.conditions[0]", "frameworks.torch",
                            "frameworks.transformers"}, report.to_text()
+    assert failed["lineage.maxDepth"] == ("the lineage is unknown: no verified provenance claim "
+                                          "names this model's parents")
     assert failed["requireClaims[0]"].startswith(
         "needs one verified claim of https://slsa.dev/provenance/v1, found none; 1 claim(s) did "
         "not verify and were not considered: line 1: ")
@@ -460,7 +448,7 @@ def test_a_verified_claim_about_another_model_satisfies_nothing(world: World,
                            trust=world.trust)
     line = claims.claims[0]
     assert line.status == "failed" and line.verified is not None  # the trap
-    facts = build_facts(result, claims=claims, lineage=_lineage(world, result.root_digest))
+    facts = build_facts(result, claims=claims, lineage=_walk(world, result))
     assert facts.claims == () and len(facts.rejected_claims) == 1
     report = _report(world, facts)
     assert "requireClaims[0]" in {r.rule for r in report.failures}
@@ -483,6 +471,12 @@ def test_facts_come_only_from_the_verifier(world: World) -> None:
         build_facts(good, claims=[{"predicateType": "x"}])  # type: ignore[list-item]
     with pytest.raises(InternalError, match=r"only be built by modelsign\.policy\.build_facts"):
         FactsType("x", "0" * 64, "t", None, (), (), None, ())  # type: ignore[arg-type]
+    with pytest.raises(InternalError, match="not a LineageGraph"):
+        build_facts(good, claims=world.claims["conforming"],
+                    lineage=world.graphs["conforming"].to_json())  # type: ignore[arg-type]
+    with pytest.raises(InternalError, match="about another artifact"):
+        build_facts(world.results["pickled"], claims=world.claims["pickled"],
+                    lineage=world.graphs["conforming"])
     with pytest.raises(InternalError, match="Policy"):
         evaluate({"signers": []}, _facts(world, "conforming"))  # type: ignore[arg-type]
 
@@ -556,9 +550,8 @@ def test_verify_with_policy_end_to_end(world: World, tmp_path: Path) -> None:
 
     def run(name: str) -> PolicyReport:
         d = Path(world.results[name].path)
-        root = world.results[name].root_digest
-        return verify_with_policy(d, world.policy, trust=world.trust,
-                                  lineage=_lineage(world, root)).report
+        return verify_with_policy(d, world.policy, trust=world.trust, lineage=True,
+                                  upstream=world.upstream).report  # type: ignore[arg-type]
 
     assert run("conforming").passed
     key = run("key-signed")  # model.sig by the policy's key: picked by its hint
@@ -575,7 +568,7 @@ def test_verify_with_policy_end_to_end(world: World, tmp_path: Path) -> None:
     attest(d, signer=KeySigner.from_pem_file(stranger.private), relation="finetune",
            environment=ENV_OK, import_torch=False)
     outcome = verify_with_policy(d, world.policy, trust=world.trust,
-                                 lineage=_lineage(world, world.results["conforming"].root_digest))
+                                 lineage=world.graphs["conforming"])
     lines = {c.line: c for c in outcome.claims.claims}
     assert lines[1].ok and lines[2].ok and not lines[3].ok
     assert lines[3].reason is not None and "different key" in lines[3].reason
@@ -709,7 +702,7 @@ def test_warnings_do_not_fail_and_are_in_the_report(world: World) -> None:
 def test_uninspected_files_cannot_pass_a_pickle_rule(world: World) -> None:
     result = world.results["conforming"]
     facts = build_facts(result, claims=world.claims["conforming"],
-                        lineage=_lineage(world, result.root_digest), sniff_files=False)
+                        lineage=world.graphs["conforming"], sniff_files=False)
     assert {f.format for f in facts.files} == {"unknown"}
     report = _report(world, facts)
     assert [r.rule for r in report.failures] == ["serialization.pickle"]
