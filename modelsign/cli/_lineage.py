@@ -39,7 +39,9 @@ __all__ = [
     "lineage_kwargs",
     "parse_parent_rules",
     "parse_upstream",
+    "raise_unless_ok",
     "register",
+    "tree_text",
 ]
 
 _LINEAGE_HELP = (
@@ -331,14 +333,20 @@ def emit(graph: LineageGraph, fmt: LineageFormat) -> None:
                          f"{graph.depth}\n")
         for line in graph.describe_failures():
             sys.stderr.write(f"  {line}\n")
-    if not graph.ok:
-        bad = graph.failures
-        first = bad[0]
-        raise LineageError(
-            f"{len(bad)} node(s) of the lineage do not verify; first: {first.label()}: "
-            f"{first.state.replace('_', ' ')}",
-            path=graph.path, hint="see each node's reason above; a parent must verify on its "
-                                  "own signature under the rule given for it")
+    raise_unless_ok(graph)
+
+
+def raise_unless_ok(graph: LineageGraph) -> None:
+    """Raise :class:`~modelsign.errors.LineageError` (exit 1) unless every node verified."""
+    if graph.ok:
+        return
+    bad = graph.failures
+    first = bad[0]
+    raise LineageError(
+        f"{len(bad)} node(s) of the lineage do not verify; first: {first.label()}: "
+        f"{first.state.replace('_', ' ')}",
+        path=graph.path, hint="see each node's reason above; a parent must verify on its "
+                              "own signature under the rule given for it")
 
 
 def _error_document(e: ModelsignError, path: Path) -> dict[str, Any]:
