@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from modelsign.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from modelsign.hashing._spec import HashSpec
+from modelsign.hashing._spec import DEFAULT_SHARD_SIZE, HashSpec
 
 __all__ = [
     "HASHING_PANEL",
@@ -40,7 +38,6 @@ __all__ = [
 ]
 
 HASHING_PANEL = "Hashing"
-_DEFAULT_SHARD_SIZE = 1_000_000_000  # = modelsign.hashing.DEFAULT_SHARD_SIZE (checked by a test)
 
 
 class Method(str, Enum):
@@ -62,7 +59,7 @@ AlgorithmOption = Annotated[Algorithm, typer.Option(
     rich_help_panel=HASHING_PANEL)]
 ShardSizeOption = Annotated[int | None, typer.Option(
     "--shard-size", min=1, help=f"Bytes per shard, with --method shards "
-    f"\\[default: {_DEFAULT_SHARD_SIZE}].", rich_help_panel=HASHING_PANEL, show_default=False)]
+    f"\\[default: {DEFAULT_SHARD_SIZE}].", rich_help_panel=HASHING_PANEL, show_default=False)]
 IgnorePathOption = Annotated[list[str] | None, typer.Option(
     "--ignore-path", help="Path relative to PATH to leave out (a directory: all of it); "
     "repeatable. .git, .gitattributes, .github, .gitignore, model.sig and claims.jsonl are "
@@ -80,6 +77,11 @@ def normalize_ignore_path(p: str) -> str:
     if p.startswith("/") or "\\" in p or "\0" in p:
         raise InputError(f"--ignore-path {p!r} must be a relative POSIX path",
                          expected="e.g. 'logs' or 'checkpoints/tmp'", actual=repr(p))
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("--ignore-path must be valid UTF-8 (it is recorded in the signature)",
+                         actual=ascii(p)) from None
     parts = [c for c in p.split("/") if c not in ("", ".")]
     if not parts or ".." in parts:
         raise InputError(f"--ignore-path {p!r} must name something inside the model",
@@ -97,8 +99,6 @@ def hash_spec_from_options(
     no_cache: bool = False,
 ) -> HashSpec:
     """The :class:`~modelsign.hashing.HashSpec` the hashing options describe."""
-    from modelsign.hashing._spec import DEFAULT_SHARD_SIZE, HashSpec
-
     m = method.value if isinstance(method, Method) else method
     a = algorithm.value if isinstance(algorithm, Algorithm) else algorithm
     if shard_size is not None and m != "shards":

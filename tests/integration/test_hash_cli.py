@@ -329,6 +329,7 @@ def test_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "--shard-size only applies" in _bad(capsys, str(model), "--shard-size", "10")
     assert "--ignore-path" in _bad(capsys, str(model), "--ignore-path", "/etc")
     assert "--ignore-path" in _bad(capsys, str(model), "--ignore-path", "../x")
+    assert "UTF-8" in _bad(capsys, str(model), "--ignore-path", "bad\udcff")  # argv bytes 0xff
     code, _, _ = _run(capsys, str(model), "--method", "tensors")
     assert code == 2
     code, _, _ = _run(capsys, str(model), "--method", "shards", "--shard-size", "0")
