@@ -22,6 +22,7 @@ from modelsign._frameworks import Environment
 from modelsign.claims import ParentVerifier, append_claim, attest
 from modelsign.cli import _app
 from modelsign.cli._app import run
+from modelsign.errors import InputError
 from modelsign.signing import KeySigner, sign_model
 from modelsign.statements._provenance import Dependency, provenance_statement
 from modelsign.testing._pki import make_key
@@ -286,3 +287,19 @@ def test_unsigned_subject_and_a_tampered_subject(lab: Lab) -> None:
     lab.model("ft", sign=False)
     doc = lab.lineage("ft", expect=1)
     assert node(doc, "ft")["state"] == "unsigned"
+
+
+def test_an_already_verified_subject_is_not_verified_again(lab: Lab) -> None:
+    """``verify --lineage`` passes its VerificationResult: the walk starts from it."""
+    from modelsign.lineage import ParentRule, SignerRule, verify_lineage
+    from modelsign.verify import verify_model
+
+    lab.chain("base", "finetune", "ft")
+    result = verify_model(lab.dirs["ft"], key=lab.release.public)
+    graph = verify_lineage(result, key=lab.release.public,
+                           parents=[ParentRule("*", SignerRule(keys=(lab.release.public,)))],
+                           upstream={lab.digest("base"): lab.dirs["base"]})
+    assert graph.ok and graph.root.result is result
+    assert [n.name for n in graph.nodes] == ["base"]
+    with pytest.raises(InputError):  # who signs its claims must still be said
+        verify_lineage(result)
