@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "modelsign.cli._sigstore",
     "modelsign.cli._attest",
     "modelsign.cli._hf",
+    "modelsign.cli._policy",
 )
 
 
