@@ -289,3 +289,34 @@ def test_nodes_carry_what_a_policy_reads(hub_family) -> None:  # type: ignore[no
     assert dataclasses.is_dataclass(g) and json.dumps(g.to_json())
     with pytest.raises(dataclasses.FrozenInstanceError):
         n.state = "verified"  # type: ignore[misc]
+
+
+def test_each_node_is_verified_once(hub_family, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A merge of two fine-tunes of one Hub base: the base is fetched and verified once, and
+    has two edges."""
+    key, _, ft, hub = hub_family
+    signer = KeySigner.from_pem_file(key.private)
+    ft_b = tmp_path / "ft-b"
+    ft_b.mkdir()
+    (ft_b / "model.safetensors").write_bytes(b"ftb" * 100)
+    sign_model(ft_b, signer=signer)
+    attest(ft_b, signer=signer, relation="finetune", base_models=["hf://acme/base@" + "c" * 40],
+           environment=Environment((), (), ()))
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"m" * 100)
+    sign_model(merged, signer=signer)
+    from modelsign.claims import ParentVerifier
+
+    attest(merged, signer=signer, relation="merge", base_models=[ft, ft_b],
+           parent_verifier=ParentVerifier(key=key.public), environment=Environment((), (), ()))
+    from modelsign import hash_model
+
+    g = verify_lineage(merged, key=key.public, hub=hub,
+                       upstream={hash_model(p).root_hex: p for p in (ft, ft_b)},
+                       parents=[ParentRule("*", SignerRule(keys=(key.public,)))])
+    assert g.ok, g.describe_failures()
+    assert hub.fetched == ["model.sig"]  # once, for two children
+    base = g.node("hf://acme/base@" + "c" * 40)
+    assert len(g.children(base.key)) == 2 and base.depth == 2 and base.min_depth == 2
+    assert [e.relation for e in g.parents(g.root.key)] == ["merge", "merge"]
