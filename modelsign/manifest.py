@@ -13,11 +13,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelsign.errors import InputError, IntegrityError, SignatureFormatError
 from modelsign.hashing._spec import ALGORITHMS, METHODS, HashAlgorithm, HashSpec, Method
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.hashing._remote import SourceInfo
 
 __all__ = [
     "Resource",
@@ -246,6 +250,9 @@ class Manifest:
     serialization: Serialization
     resources: tuple[Resource, ...]
     files: frozenset[str] = frozenset()
+    #: where the bytes came from, for remote sources (s3://, gs://, hf://); never part of the
+    #: predicate, so it takes no part in comparisons either
+    source: SourceInfo | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.resources:
@@ -255,7 +262,7 @@ class Manifest:
 
     @classmethod
     def build(cls, name: str, serialization: Serialization, resources: Iterable[Resource],
-              files: Iterable[str] = ()) -> Manifest:
+              files: Iterable[str] = (), *, source: SourceInfo | None = None) -> Manifest:
         """Sort resources into OMS order and refuse duplicates."""
         ordered = tuple(sorted(resources, key=Resource.sort_key))
         seen: set[str] = set()
@@ -264,7 +271,7 @@ class Manifest:
                 raise SignatureFormatError(f"duplicate resource {r.name!r}",
                                            expected="each resource once", actual="twice")
             seen.add(r.name)
-        return cls(name, serialization, ordered, frozenset(files))
+        return cls(name, serialization, ordered, frozenset(files), source)
 
     @property
     def root_digest(self) -> bytes:
@@ -353,19 +360,46 @@ class Manifest:
         return ManifestDiff(missing, extra, changed, extra_files)
 
 
-def hash_model(path: str | Path, spec: HashSpec | None = None, **kwargs: Any) -> Manifest:
+def hash_model(path: str | PathLike[str], spec: HashSpec | None = None, *,
+               storage_options: Mapping[str, Any] | None = None,
+               trust_hub_lfs_sha256: bool = False, **kwargs: Any) -> Manifest:
     """Hash a model (or dataset) directory or a single file into its :class:`Manifest`.
 
-    ``kwargs`` are passed to the hashing engine (``executor=``, ``progress=``, ``cache_dir=``).
-    """
-    from modelsign.hashing import hash_tree
+    ``path`` may also be a remote source: ``s3://bucket/prefix``, ``gs://bucket/prefix`` or
+    ``hf://[datasets/]org/name@<40-hex commit>``, read through fsspec with ``storage_options``
+    (e.g. ``{"endpoint_url": ...}``); the manifest's ``source`` then records the URI. For hf://
+    sources, ``trust_hub_lfs_sha256=True`` takes LFS files' digests from the Hub's metadata
+    instead of reading them (listed in ``source``; never what verification does).
 
+    ``kwargs`` are passed to the hashing engine (``executor=``, ``progress=``, ``cache_dir=``);
+    ``executor`` may be any ``concurrent.futures.Executor``, e.g. a Dask cluster's
+    ``client.get_executor(pure=False)``.
+    """
     spec = spec or HashSpec()
-    root = Path(path)
-    result = hash_tree(root, spec, **kwargs)
+    from modelsign.hashing._remote import is_uri
+
+    source = None
+    if is_uri(path):
+        from modelsign.hashing._remote import hash_remote
+
+        assert isinstance(path, str)
+        kwargs.pop("cache_dir", None)  # remote sources are never cached
+        kwargs.pop("clock", None)
+        result, source = hash_remote(path, spec, storage_options=storage_options,
+                                     trust_hub_lfs_sha256=trust_hub_lfs_sha256, **kwargs)
+    else:
+        from modelsign.hashing import hash_tree
+
+        if storage_options:
+            raise InputError("storage options apply to remote sources (s3://, gs://, hf://) "
+                             "only", path=str(path), hint="drop --storage-option")
+        if trust_hub_lfs_sha256:
+            raise InputError("--trust-hub-lfs-sha256 applies to hf:// sources only",
+                             path=str(path), hint="drop --trust-hub-lfs-sha256")
+        result = hash_tree(Path(path), spec, **kwargs)
     ser = Serialization.from_spec(spec)
     resources = [Resource(p, spec.algorithm, d, s, e) for (p, s, e, d) in result.digests]
-    return Manifest.build(result.name, ser, resources, result.files)
+    return Manifest.build(result.name, ser, resources, result.files, source=source)
 
 
 def require_same(expected: Manifest, actual: Manifest) -> None:

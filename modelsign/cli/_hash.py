@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,11 +12,17 @@ from modelsign.cli._options import (
     Algorithm,
     AlgorithmOption,
     AllowSymlinksOption,
+    ExecutorName,
+    ExecutorOption,
     IgnorePathOption,
     Method,
     MethodOption,
     NoCacheOption,
+    SchedulerOption,
     ShardSizeOption,
+    StorageOptionOption,
+    TrustHubLfsOption,
+    executor_from_options,
     hash_spec_from_options,
 )
 
@@ -36,8 +41,17 @@ _HELP = (
     "  modelsign hash ./my-model --method shards --algorithm blake3 --format json\n\n"
     "  modelsign hash ./dataset --ignore-path logs --ignore-path cache/tmp\n\n"
     "  modelsign hash model.safetensors --no-cache\n\n"
+    "Remote sources (s3://, gs://, hf://[datasets/]ORG/NAME@<commit>) are read through fsspec "
+    "and give the same digests as the same files on disk; --format json then prints "
+    "{subject, predicate, source}, the predicate exactly as for a directory. --executor dask "
+    "runs the work on a Dask cluster's workers:\n\n"
+    "  modelsign hash s3://bucket/datasets/web-2026 --storage-option "
+    "endpoint_url=http://127.0.0.1:9000\n\n"
+    "  modelsign hash hf://datasets/org/name@<40-hex commit> --executor dask --scheduler "
+    "tcp://10.0.0.5:8786\n\n"
     "Exit codes: 0 done, 2 bad input (missing path, empty model, symlink, unreadable or "
-    "changing file, bad name), 3 internal error.\n"
+    "changing file, bad name; unknown bucket, refused credentials, unreachable scheduler, "
+    "workers without modelsign), 3 internal error.\n"
 )
 
 
@@ -57,10 +71,13 @@ def _write(data: bytes) -> None:
 
 
 def hash_command(
-    path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file to hash.",
-                                         show_default=False)],
+    source: Annotated[str, typer.Argument(
+        metavar="PATH_OR_URI", help="Model (or dataset) directory or file to hash, or a remote "
+        "source: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hf://[datasets/]ORG/NAME@<commit>.",
+        show_default=False)],
     output_format: Annotated[OutputFormat, typer.Option(
-        "--format", help="text: sha256:<root digest>; json: the OMS predicate (RFC 8785).")
+        "--format", help="text: sha256:<root digest>; json: the OMS predicate (RFC 8785); for "
+        "a remote source {subject, predicate, source}.")
     ] = OutputFormat.text,
     method: MethodOption = Method.files,
     algorithm: AlgorithmOption = Algorithm.sha256,
@@ -68,17 +85,37 @@ def hash_command(
     ignore_path: IgnorePathOption = None,
     allow_symlinks: AllowSymlinksOption = False,
     no_cache: NoCacheOption = False,
+    executor: ExecutorOption = ExecutorName.threads,
+    scheduler: SchedulerOption = None,
+    storage_option: StorageOptionOption = None,
+    trust_hub_lfs_sha256: TrustHubLfsOption = False,
 ) -> None:
     from modelsign.manifest import hash_model
 
     spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
                                   ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
                                   no_cache=no_cache)
-    manifest = hash_model(path, spec)
+    kwargs: dict[str, Any] = {}
+    if storage_option or trust_hub_lfs_sha256:
+        from modelsign.hashing._remote import parse_storage_options
+
+        kwargs = {"storage_options": parse_storage_options(storage_option or ()),
+                  "trust_hub_lfs_sha256": trust_hub_lfs_sha256}
+    with executor_from_options(executor, scheduler, source=source) as ex:
+        manifest = hash_model(source, spec, executor=ex, **kwargs)
+    origin = manifest.source
+    if origin is not None and origin.trust_hub_lfs_sha256:
+        sys.stderr.write(f"modelsign: note: {len(origin.hub_lfs_sha256)} LFS file(s) were not "
+                         "read: their digests are the Hub's metadata (--trust-hub-lfs-sha256); "
+                         "hash without it to measure every byte\n")
     if output_format is OutputFormat.json:
         import rfc8785
 
-        _write(rfc8785.dumps(manifest.to_predicate()) + b"\n")
+        doc: dict[str, Any] = manifest.to_predicate()
+        if origin is not None:  # beside the predicate, which stays exactly what is signed
+            doc = {"subject": {"name": manifest.name, "digest": {"sha256": manifest.root_hex}},
+                   "predicate": doc, "source": origin.to_json()}
+        _write(rfc8785.dumps(doc) + b"\n")
     else:
         _write(f"sha256:{manifest.root_hex}\n".encode())
 

@@ -14,7 +14,9 @@ Use them as parameter annotations, and turn the values into a spec with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated
 
@@ -25,14 +27,21 @@ from modelsign.hashing._spec import DEFAULT_SHARD_SIZE, HashSpec
 
 __all__ = [
     "HASHING_PANEL",
+    "SOURCES_PANEL",
     "Algorithm",
     "AlgorithmOption",
     "AllowSymlinksOption",
+    "ExecutorName",
+    "ExecutorOption",
     "IgnorePathOption",
     "Method",
     "MethodOption",
     "NoCacheOption",
+    "SchedulerOption",
     "ShardSizeOption",
+    "StorageOptionOption",
+    "TrustHubLfsOption",
+    "executor_from_options",
     "hash_spec_from_options",
     "normalize_ignore_path",
 ]
@@ -108,3 +117,61 @@ def hash_spec_from_options(
     return HashSpec(method=m, algorithm=a,  # type: ignore[arg-type]
                     shard_size=shard_size if shard_size is not None else DEFAULT_SHARD_SIZE,
                     ignore_paths=ignores, allow_symlinks=allow_symlinks, use_cache=not no_cache)
+
+
+# ------------------------------------------------------------------ sources and executors
+# (``modelsign hash``: remote sources through fsspec, tasks on a Dask cluster; see
+# docs/decisions/0011-distributed-hashing.md)
+SOURCES_PANEL = "Remote sources and executors"
+
+
+class ExecutorName(str, Enum):
+    threads = "threads"
+    dask = "dask"
+
+
+ExecutorOption = Annotated[ExecutorName, typer.Option(
+    "--executor", help="threads: this machine's cores; dask: the workers of a Dask cluster "
+    "(--scheduler), or a local cluster without --scheduler (needs modelsign\\[dask], and "
+    "modelsign on every worker).", rich_help_panel=SOURCES_PANEL)]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="tcp://HOST:PORT", help="Address of a running Dask scheduler, with "
+    "--executor dask.", rich_help_panel=SOURCES_PANEL, show_default=False)]
+StorageOptionOption = Annotated[list[str] | None, typer.Option(
+    "--storage-option", metavar="KEY=VALUE", help="Option of the s3://, gs:// or hf:// file "
+    "system (fsspec), e.g. endpoint_url=http://127.0.0.1:9000 or anon=true; repeatable; "
+    "dotted keys nest (client_kwargs.region_name=eu-west-1).", rich_help_panel=SOURCES_PANEL,
+    show_default=False)]
+TrustHubLfsOption = Annotated[bool, typer.Option(
+    "--trust-hub-lfs-sha256", help="hf:// sources, files mode, sha256: take LFS files' digests "
+    "from the Hub's metadata instead of downloading them (the Hub's word, reported as such; "
+    "never what verification does).", rich_help_panel=SOURCES_PANEL)]
+
+
+@contextmanager
+def executor_from_options(executor: ExecutorName | str, scheduler: str | None, *,
+                          source: str) -> Iterator[Executor | None]:
+    """The executor ``--executor``/``--scheduler`` describe for hashing ``source`` (None: the
+    default thread pool). A Dask cluster is checked before use and closed after."""
+    name = executor.value if isinstance(executor, ExecutorName) else executor
+    if name == "threads":
+        if scheduler is not None:
+            raise InputError("--scheduler needs --executor dask",
+                             hint="add --executor dask, or drop --scheduler")
+        yield None
+        return
+    import os
+
+    from modelsign.hashing._dask import dask_executor
+    from modelsign.hashing._remote import backend_module, is_uri
+
+    modules = ["modelsign"]
+    paths: list[str] = []
+    if is_uri(source):
+        backend = backend_module(source)
+        if backend:
+            modules.append(backend)
+    else:
+        paths.append(os.path.abspath(source))
+    with dask_executor(scheduler, modules=modules, paths=paths) as ex:
+        yield ex
