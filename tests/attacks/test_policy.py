@@ -52,7 +52,9 @@ def test_policy_with_a_never_ending_cel_expression(model: Path, publisher: Party
     assert report.verdict == "fail"
     rule = next(r for r in report.rules if r.rule == "conditions[0]")
     assert rule.status == "fail"
-    assert "stopped after 100000 evaluation steps" in rule.reason
+    # the step budget normally ends it; on a loaded machine the 2 s deadline may come first
+    assert "could not be evaluated: stopped after " in rule.reason
+    assert "simplify the condition" in rule.reason
     assert next(r for r in report.rules if r.rule == "signers").status == "pass"
 
 
@@ -95,6 +97,25 @@ def test_policy_duplicate_key_overriding_a_rule(tmp_path: Path, publisher: Party
     body = "serialization: {pickle: deny}\nmaxAge: 30d\nserialization: {pickle: allow}\n"
     with rejected(PolicyFileError, "duplicate key (first at line"):
         load_policy(_policy(tmp_path, publisher, body))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: modelsign/policy/_load.py _compose: PyYAML composes recursively; a policy of "
+    "3,000 nested '[' (3 KB, far under the 1 MiB cap) raises RecursionError out of "
+    "load_policy / lint_policy instead of PolicyFileError (the CLI exits 3)"))
+def test_policy_deeply_nested_yaml(tmp_path: Path, publisher: Party) -> None:
+    with rejected(PolicyFileError, "nest"):
+        load_policy(_policy(tmp_path, publisher, "metadata: " + "[" * 3000 + "\n"))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: modelsign/policy/_load.py _Reader.data recurses over composed nodes: a "
+    "self-referencing YAML alias ('x: &a [*a]') recurses until RecursionError (before the "
+    "100,000-node budget is reached), which escapes load_policy / lint_policy instead of "
+    "PolicyFileError (the CLI exits 3)"))
+def test_policy_self_referencing_yaml_alias(tmp_path: Path, publisher: Party) -> None:
+    with rejected(PolicyFileError, "alias"):
+        load_policy(_policy(tmp_path, publisher, "metadata: &a [*a]\n"))
 
 
 def test_policy_file_too_large(tmp_path: Path, publisher: Party) -> None:

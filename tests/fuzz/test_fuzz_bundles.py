@@ -1,0 +1,86 @@
+"""Fuzz targets: bounded JSON (``statements._json.load_json``), bundle shape
+(``statements._bundle.load_bundle`` / ``parse_envelope``, ``verify._envelope.parse_bundle``) and
+full bundle verification (``verify.verify_bundle`` with a real key).
+
+Beyond "parses or raises a ModelsignError": a bundle that still *verifies* after a mutation must
+carry exactly the statement bytes the publisher signed (no mutation makes a different statement
+verify).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from modelsign.errors import SignatureFormatError
+from modelsign.statements._bundle import load_bundle, parse_envelope
+from modelsign.statements._json import load_json
+from modelsign.verify import VerifiedStatement, verify_bundle
+from modelsign.verify._envelope import BundleView, parse_bundle
+
+from ._strategies import dumps, json_values, mutated_bytes, mutated_json, parses_or_refuses
+from .conftest import World, budget
+
+
+@budget(200, 2000)
+@given(st.binary(max_size=2048) | json_values.map(dumps))
+@example(b"[" * 100_000 + b"]" * 100_000)
+@example(b'{"a": NaN}')
+@example(b'"\\ud800"')
+@example(b"\xff\xfe{}")
+@example(b"1" * 5000)
+def test_load_json(data: bytes) -> None:
+    value = parses_or_refuses(load_json, data, what="input")
+    if isinstance(value, Exception):
+        assert isinstance(value, SignatureFormatError)
+
+
+def _shape(data: bytes) -> None:
+    obj = load_bundle(data)
+    parse_envelope(obj)
+
+
+@budget(200, 2000)
+@given(st.binary(max_size=1024) | json_values.map(dumps))
+def test_bundle_shape_random(data: bytes) -> None:
+    parses_or_refuses(_shape, data)
+    parses_or_refuses(parse_bundle, data)
+
+
+@budget(120, 2000)
+@given(st.data())
+def test_bundle_shape_mutated(world: World, data: st.DataObject) -> None:
+    obj = json.loads(world.bundle)
+    raw = dumps(data.draw(mutated_json(obj)))
+    parses_or_refuses(_shape, raw)
+    view = parses_or_refuses(parse_bundle, raw)
+    if isinstance(view, BundleView):
+        assert view.payload_type == "application/vnd.in-toto+json"
+
+
+def _check_verified(world: World, raw: bytes) -> None:
+    result: Any = parses_or_refuses(verify_bundle, raw, key=world.public_key)
+    if isinstance(result, VerifiedStatement):
+        assert json.loads(result.statement.raw) == world.statement
+        assert result.statement.raw == dumps_payload(world)
+
+
+def dumps_payload(world: World) -> bytes:
+    import base64
+
+    return base64.b64decode(json.loads(world.bundle)["dsseEnvelope"]["payload"])
+
+
+@budget(120, 2000)
+@given(st.data())
+def test_verify_bundle_mutated_json(world: World, data: st.DataObject) -> None:
+    _check_verified(world, dumps(data.draw(mutated_json(json.loads(world.bundle)))))
+
+
+@budget(200, 2000)
+@given(st.data())
+def test_verify_bundle_mutated_bytes(world: World, data: st.DataObject) -> None:
+    _check_verified(world, data.draw(mutated_bytes(world.bundle)))
