@@ -134,8 +134,8 @@ def dask_executor(
             raise InputError("--scheduler is not a Dask scheduler address", actual=scheduler,
                              expected="tcp://HOST:PORT (or tls://HOST:PORT)")
         try:
-            client = distributed.Client(scheduler, timeout=connect_timeout,
-                                        set_as_default=False)
+            kw = {} if connect_timeout is None else {"timeout": connect_timeout}
+            client = distributed.Client(scheduler, set_as_default=False, **kw)
         except (OSError, TimeoutError) as e:
             raise InputError("cannot reach the Dask scheduler", path=scheduler,
                              actual=str(e).splitlines()[0] if str(e) else type(e).__name__,

@@ -54,12 +54,11 @@ from modelsign.hashing._engine import FileTask, Task, TaskResult, new_hasher, sh
 from modelsign.hashing._progress import Progress, ProgressArg
 from modelsign.hashing._spec import HashSpec
 from modelsign.hashing._tree import (
-    EXECUTOR_BATCH_BYTES,
-    EXECUTOR_BATCH_FILES,
     Digest,
     HashResult,
     _Plan,
     _sort_key,
+    executor_batches,
     run_tasks,
 )
 from modelsign.hashing._walk import _ignore_set
@@ -522,7 +521,8 @@ def hash_remote(
                              hint="drop --trust-hub-lfs-sha256 to read every byte")
     name, entries, _single = list_entries(source, spec, filesystem)
     sharded = spec.method == "shards"
-    plan = _Plan(batch_files=EXECUTOR_BATCH_FILES, batch_bytes=EXECUTOR_BATCH_BYTES)
+    files, nbytes = executor_batches(len(entries), sum(e.size for e in entries))
+    plan = _Plan(batch_files=files, batch_bytes=nbytes)
     trusted: list[str] = []
     for e in entries:
         if trust_hub_lfs_sha256 and e.lfs_sha256 is not None:

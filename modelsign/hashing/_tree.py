@@ -24,8 +24,8 @@ from modelsign.hashing._progress import Progress, ProgressArg
 from modelsign.hashing._spec import HashSpec
 from modelsign.hashing._walk import FileEntry, display, walk
 
-__all__ = ["EXECUTOR_BATCH_BYTES", "EXECUTOR_BATCH_FILES", "Digest", "HashResult", "hash_tree",
-           "run_tasks"]
+__all__ = ["EXECUTOR_BATCH_BYTES", "EXECUTOR_BATCH_FILES", "EXECUTOR_MIN_TASKS", "Digest",
+           "HashResult", "executor_batches", "hash_tree", "run_tasks"]
 
 #: (path, start, end, digest); start and end are None in files mode
 Digest = tuple[str, int | None, int | None, bytes]
@@ -38,6 +38,17 @@ _BATCH_FILES = 128
 #: costs a round trip and its arguments are pickled, so fewer, larger tasks pay off.
 EXECUTOR_BATCH_BYTES = 256 << 20
 EXECUTOR_BATCH_FILES = 1000
+#: ... but at least this many batches when there is enough to split (load balance on a cluster).
+EXECUTOR_MIN_TASKS = 16
+
+
+def executor_batches(n_files: int, n_bytes: int) -> tuple[int, int]:
+    """(files, bytes) limits of a batch for another executor: up to :data:`EXECUTOR_BATCH_FILES`
+    files / :data:`EXECUTOR_BATCH_BYTES` bytes, smaller when that would leave fewer than
+    :data:`EXECUTOR_MIN_TASKS` tasks to spread over the workers."""
+    files = max(1, min(EXECUTOR_BATCH_FILES, -(-n_files // EXECUTOR_MIN_TASKS)))
+    nbytes = max(_BATCH_BYTES, min(EXECUTOR_BATCH_BYTES, -(-n_bytes // EXECUTOR_MIN_TASKS)))
+    return files, nbytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +236,12 @@ def hash_tree(
                                   algorithm=spec.algorithm, method=spec.method,
                                   shard_size=spec.shard_size)
     try:
-        plan = _Plan() if executor is None else _Plan(batch_files=EXECUTOR_BATCH_FILES,
-                                                      batch_bytes=EXECUTOR_BATCH_BYTES)
+        if executor is None:
+            plan = _Plan()
+        else:
+            todo = [e for e in tree.entries if e.rel not in cached]
+            files, nbytes = executor_batches(len(todo), sum(e.size for e in todo))
+            plan = _Plan(batch_files=files, batch_bytes=nbytes)
         for entry in tree.entries:
             hit = cached.get(entry.rel)
             if hit is not None:
