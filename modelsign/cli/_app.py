@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "modelsign.cli._attest",
     "modelsign.cli._hf",
     "modelsign.cli._policy",
+    "modelsign.cli._lineage",
 )
 
 
