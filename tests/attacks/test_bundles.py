@@ -43,9 +43,6 @@ from .conftest import (
     write_sig,
 )
 
-ENV = None  # the derivation claim's environment is irrelevant here
-
-
 def _ecdsa(party: Party, data: bytes) -> bytes:
     return party.signer._key.sign(data, ec.ECDSA(hashes.SHA256()))
 
@@ -243,6 +240,16 @@ def test_duplicate_json_keys_in_signed_statement(model: Path, publisher: Party) 
     raw = raw.replace(b'{"_type"', b'{"subject": [' + decoy.encode() + b'], "_type"', 1)
     write_sig(model, signed_raw(raw, publisher))
     with rejected(SignatureFormatError, "duplicate"):
+        verify_model(model, key=publisher.public)
+
+
+def test_bundle_with_two_kinds_of_verification_material(model: Path, publisher: Party) -> None:
+    """A key bundle that also carries a certificate: a verifier that picked the material by the
+    caller's mode instead of by the bundle could check one and report the other."""
+    obj = bundle_json((model / "model.sig").read_bytes())
+    obj["verificationMaterial"]["certificate"] = {"rawBytes": b64(b"0" * 64)}
+    write_sig(model, dump(obj))
+    with rejected(SignatureFormatError, "must carry exactly one kind of verification material"):
         verify_model(model, key=publisher.public)
 
 

@@ -163,3 +163,56 @@ def test_fifo_planted_in_the_model(model: Path, publisher: Party) -> None:
     os.mkfifo(model / "weights.bin")
     with rejected(PathError, "is a FIFO, neither a regular file nor a directory"):
         verify_model(model, key=publisher.public)
+
+
+def _blocks(fn: object, fifo: Path, seconds: float = 3.0) -> tuple[bool, BaseException | None]:
+    """Run ``fn`` in a thread; (whether it was still blocked after ``seconds``, what it raised).
+    A blocked ``open`` of the FIFO is released by opening the FIFO for writing."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            fn()  # type: ignore[operator]
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - reported to the test
+            outcome.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    blocked = t.is_alive()
+    if blocked:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(10)
+    return blocked, (outcome[0] if outcome else None)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: modelsign/statements/_bundle.py read_bundle opens model.sig with a blocking open() "
+    "before checking fstat: a FIFO named model.sig (a tar archive can carry one) makes "
+    "`modelsign verify` hang for ever instead of refusing it as not a regular file"))
+def test_model_sig_is_a_fifo(model: Path, publisher: Party) -> None:
+    (model / "model.sig").unlink()
+    os.mkfifo(model / "model.sig")
+    blocked, raised = _blocks(lambda: verify_model(model, key=publisher.public),
+                              model / "model.sig")
+    assert not blocked, "verify_model blocked on a FIFO named model.sig"
+    assert type(raised) is PathError and "not a regular file" in str(raised)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: modelsign/claims.py _open_for_read opens claims.jsonl with a blocking os.open "
+    "(O_RDONLY, no O_NONBLOCK) before checking fstat: a FIFO named claims.jsonl makes "
+    "verify_claims (and `modelsign verify --policy`, `hf verify`, lineage) hang for ever"))
+def test_claims_jsonl_is_a_fifo(model: Path, publisher: Party) -> None:
+    from modelsign.verify._claims import verify_claims
+
+    os.mkfifo(model / "claims.jsonl")
+    root = verify_model(model, key=publisher.public).root_digest
+    blocked, raised = _blocks(lambda: verify_claims(model, root, key=publisher.public),
+                              model / "claims.jsonl")
+    assert not blocked, "verify_claims blocked on a FIFO named claims.jsonl"
+    assert type(raised) is PathError and "not a regular file" in str(raised)
