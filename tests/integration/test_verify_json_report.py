@@ -25,8 +25,9 @@ def validator() -> jsonschema.protocols.Validator:
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$id"] == REPORT_SCHEMA_ID
-    claims = json.loads((SCHEMA_PATH.parent / "claims-report.schema.json").read_text())
-    registry: Registry = Registry().with_resource(claims["$id"], Resource.from_contents(claims))
+    others = [json.loads(p.read_text()) for p in SCHEMA_PATH.parent.glob("*.schema.json")]
+    registry: Registry = Registry().with_resources(
+        (d["$id"], Resource.from_contents(d)) for d in others if "$id" in d)
     return jsonschema.Draft202012Validator(
         schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
