@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from modelsign.errors import ModelsignError, PathError
-from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE
+from modelsign.errors import InputError, ModelsignError, PathError
+from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE, HashSpec
 from modelsign.manifest import Manifest, Resource
 from modelsign.statements import manifest_from_statement
 from modelsign.statements._bundle import MAX_BUNDLE_BYTES, default_signature_path, read_bundle
@@ -38,6 +38,7 @@ def verify_model(
     cert_chain: Sequence[PathLike] | PathLike | None = None,
     trust: Trust | None = None,
     ignore_unsigned_files: bool = False,
+    ignore_paths: Sequence[str] = (),
     use_cache: bool = False,
     unsafe_skip_identity: bool = False,
     clock: Callable[[], datetime] | None = None,
@@ -56,10 +57,18 @@ def verify_model(
     and :class:`~modelsign.errors.InputError` subclasses (exit 2) on bad input. With
     ``ignore_unsigned_files`` files the signature does not cover become warnings; bytes added to a
     signed file never do. ``use_cache`` lets the hashing engine reuse digests of unchanged files.
+
+    ``ignore_paths`` (like model_signing's ``--ignore-paths`` on verify) are further relative
+    POSIX paths to leave out at verification time, added to those the signature records; a
+    path matches whole components (``logs`` is the file or directory ``logs``, not ``logs2``).
+    Signed resources always win: a file the signature lists stays required and compared even
+    when a path given here names it or a directory above it (a warning says so). What was left
+    out this way is named in a warning, so the report shows it.
     """
     root = Path(path)
     identities, cert_chain = normalize(identities, cert_chain)
     select_mode(identities, key, cert_chain, unsafe_skip_identity)  # usage first
+    user_ignores = _check_ignore_paths(ignore_paths)
     if not root.exists() and not root.is_symlink():
         raise PathError("model path does not exist", path=root,
                         hint="check the path; verify takes the model directory (or file)")
@@ -78,13 +87,27 @@ def verify_model(
     rel_sig = _relative_inside(sig_path, root)
     if rel_sig is not None:
         extra.append(rel_sig)
-    spec = dataclasses.replace(spec, extra_ignores=tuple(dict.fromkeys(extra)))
+    # Verification-time ignores: those above no signed file are left out of the walk; those
+    # naming a signed file (or a directory holding one) only hide the *unsigned* files under
+    # them, after hashing, so the signed ones are still compared.
+    covered = _covering(signed.paths())
+    walk_ignores = tuple(p for p in user_ignores if p not in covered)
+    filter_ignores = tuple(p for p in user_ignores if p in covered)
+    spec = dataclasses.replace(spec, extra_ignores=tuple(dict.fromkeys(extra)),
+                               ignore_paths=spec.ignore_paths + walk_ignores)
 
     from modelsign.manifest import hash_model
 
     actual = hash_model(root, spec)
-    files, failed, empties = _compare(signed, actual, ignore_unsigned_files)
+    files, failed, empties = _compare(signed, actual, ignore_unsigned_files, filter_ignores)
     warnings = list(verified.warnings)
+    if walk_ignores:
+        warnings.append("left out at verification time (ignore_paths), in addition to the "
+                        "signature's own: " + _listing(walk_ignores))
+    if filter_ignores:
+        warnings.append("ignore path(s) naming signed files did not hide them: the signed files "
+                        "were checked, only unsigned files under them were left out: "
+                        + _listing(filter_ignores))
     unsigned = [f.name for f in files if f.status == "unsigned"]
     if unsigned:
         warnings.append(f"{len(unsigned)} file(s) not covered by the signature were ignored "
@@ -120,6 +143,53 @@ def verify_model(
     return result
 
 
+_MAX_IGNORE_PATHS = 10_000
+_MAX_IGNORE_PATH_CHARS = 4096
+
+
+def _check_ignore_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    """Verification-time ignore paths, validated as :class:`HashSpec` does (relative POSIX, no
+    backslash, no NUL), also refusing ``..`` and paths with no component; normalized (``./a/``
+    -> ``a``) and de-duplicated in order. A lone string is one path, not its characters."""
+    if isinstance(paths, str):
+        paths = (paths,)
+    try:
+        given = tuple(paths)
+    except TypeError:
+        raise InputError("ignore_paths must be a list of relative paths",
+                         expected="a list of strings", actual=type(paths).__name__) from None
+    if len(given) > _MAX_IGNORE_PATHS:
+        raise InputError("too many ignore paths", expected=f"<= {_MAX_IGNORE_PATHS}",
+                         actual=str(len(given)))
+    HashSpec(ignore_paths=given)  # the same checks (and message) as when hashing
+    out: list[str] = []
+    for p in given:
+        parts = [c for c in p.split("/") if c not in ("", ".")]
+        if not parts or ".." in parts or len(p) > _MAX_IGNORE_PATH_CHARS:
+            raise InputError("ignore paths must be relative POSIX paths inside the model",
+                             expected="e.g. 'logs' or 'checkpoints/tmp' (no '..', not empty)",
+                             actual=repr(p[:200]))
+        out.append("/".join(parts))
+    return tuple(dict.fromkeys(out))
+
+
+def _listing(paths: tuple[str, ...]) -> str:
+    return ", ".join(paths[:20]) + (f" ... ({len(paths) - 20} more)" if len(paths) > 20 else "")
+
+
+def _covering(signed_paths: frozenset[str]) -> frozenset[str]:
+    """Every path that names a signed file or a directory above one."""
+    out: set[str] = set()
+    for path in signed_paths:
+        parts = path.split("/")
+        out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return frozenset(out)
+
+
+def _under(path: str, ignores: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in ignores)
+
+
 def _relative_inside(sig: Path, root: Path) -> str | None:
     """The signature's path relative to the model directory, when it lies inside it."""
     if not root.is_dir():
@@ -139,10 +209,12 @@ def _empty_digest(algorithm: str) -> str:
     return hashlib.new(algorithm, b"").hexdigest()
 
 
-def _compare(signed: Manifest, actual: Manifest,
-             ignore_unsigned: bool) -> tuple[tuple[FileResult, ...], bool, frozenset[str]]:
+def _compare(signed: Manifest, actual: Manifest, ignore_unsigned: bool,
+             ignored: tuple[str, ...] = ()
+             ) -> tuple[tuple[FileResult, ...], bool, frozenset[str]]:
     """Every signed resource, then every unsigned one, with its status; whether any failed; and
-    the empty files a shards-mode signature could not list."""
+    the empty files a shards-mode signature could not list. Unsigned files under an ``ignored``
+    path are left out (never a byte range of a signed file)."""
     diff = signed.diff(actual)
     act = actual.by_name()
     out: list[FileResult] = []
@@ -157,14 +229,17 @@ def _compare(signed: Manifest, actual: Manifest,
     signed_paths = signed.paths()
     for c in diff.extra:
         res = act[c.name]
+        if res.path not in signed_paths and _under(res.path, ignored):
+            continue
         # An extra byte range of a *signed* file means the file grew: never tolerated.
         tolerated = ignore_unsigned and res.path not in signed_paths
         out.append(FileResult(c.name, "unsigned" if tolerated else "extra", None, c.actual))
-    empty = _empty_digest(signed.serialization.hash_type) if diff.extra_files else None
-    for p in diff.extra_files:
+    extra_files = [p for p in diff.extra_files if not _under(p, ignored)]
+    empty = _empty_digest(signed.serialization.hash_type) if extra_files else None
+    for p in extra_files:
         out.append(FileResult(p, "unsigned" if ignore_unsigned else "extra", None, empty))
     failed = any(not f.ok for f in out)
-    return tuple(out), failed, frozenset(diff.extra_files)
+    return tuple(out), failed, frozenset(extra_files)
 
 
 def _describe(f: FileResult, empty_unlisted: bool = False) -> str:
