@@ -22,12 +22,19 @@ from sigstore.verify.policy import AnyOf
 
 from modelsign.errors import IdentityError, InputError
 
-__all__ = ["Identity", "certificate_identity", "certificate_issuer"]
+__all__ = ["Identity", "certificate_identity", "certificate_issuer", "fulcio_extensions"]
 
 _OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
 _OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw bytes (deprecated)
 _SAN_OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")  # Fulcio "username" other name
 _MAX_PATTERN = 1024
+_FULCIO_ARC = "1.3.6.1.4.1.57264.1."
+#: Fulcio extensions whose value is the raw UTF-8 string (the deprecated v1 form: issuer,
+#: GitHub workflow trigger, SHA, name, repository, ref). From .8 on every extension is a DER
+#: UTF8String (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md); .7 is the
+#: username other-name of the SAN, never an extension.
+_RAW_V1 = frozenset({1, 2, 3, 4, 5, 6})
+_MAX_EXTENSION_VALUE = 8192  # characters; Fulcio's values are URIs, refs and digests
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +137,52 @@ def certificate_issuer(cert: x509.Certificate) -> str | None:
         return bytes(raw.value).decode("utf-8")  # type: ignore[attr-defined]
     except (x509.ExtensionNotFound, UnicodeDecodeError):
         return None
+
+
+def fulcio_extensions(cert: x509.Certificate) -> dict[str, str]:
+    """The Fulcio extensions ``1.3.6.1.4.1.57264.1.N`` of ``cert``: dotted OID -> value.
+
+    .1-.6 (v1) are raw bytes, decoded as strict UTF-8; .8 and later (v2) are DER UTF8Strings,
+    decoded by cryptography's strict DER reader (exact length, no trailing bytes, tag 0x0C).
+    A value that does not decode, an unknown form (.7, a non-numeric arc) or a value over 8,192
+    characters is left out: the mapping only holds what the certificate unambiguously says.
+    Sorted by OID number. Call it on a certificate that verified, never on an unverified one.
+    """
+    try:
+        extensions = list(cert.extensions)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return {}
+    found: list[tuple[int, str, str]] = []
+    for ext in extensions:
+        oid = ext.oid.dotted_string
+        if not oid.startswith(_FULCIO_ARC):
+            continue
+        arc = oid[len(_FULCIO_ARC):]
+        if not arc.isascii() or not arc.isdigit() or arc.startswith("0"):
+            continue  # a deeper arc (.1.N.M) or .1.0: not a Fulcio extension
+        number = int(arc)
+        raw = getattr(ext.value, "value", None)
+        if not isinstance(raw, bytes):
+            continue
+        value = _decode_extension(number, raw)
+        if value is not None and len(value) <= _MAX_EXTENSION_VALUE:
+            found.append((number, oid, value))
+    return {oid: value for _, oid, value in sorted(found)}
+
+
+def _decode_extension(number: int, raw: bytes) -> str | None:
+    if number in _RAW_V1:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if number < 8:
+        return None
+    try:
+        value = asn1.decode_der(str, raw)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 # ------------------------------------------------------------------ sigstore policies

@@ -9,7 +9,8 @@ not stored, so ``dataclasses.replace`` on a verified object cannot re-use it to 
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from modelsign.statements import Statement
 __all__ = [
     "SignerKind",
     "FileStatus",
+    "Extensions",
     "Signer",
     "FileResult",
     "VerifiedStatement",
@@ -50,6 +52,44 @@ def _check_token(token: object, what: str) -> None:
             hint="call modelsign.verify.verify_model or verify_bundle to obtain one")
 
 
+class Extensions(Mapping[str, str]):
+    """A read-only, hashable mapping of certificate extensions: dotted OID -> decoded value.
+
+    Kept in the order given (the verifier gives it sorted by OID number). Equal to any mapping
+    with the same items, so ``signer.extensions == {...}`` reads naturally in tests and policies.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        pairs = tuple((str(k), str(v)) for k, v in (items or {}).items())
+        self._items: tuple[tuple[str, str], ...] = pairs
+        self._index: dict[str, str] = dict(pairs)
+
+    def __getitem__(self, oid: str) -> str:
+        return self._index[oid]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self._index == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"Extensions({self._index!r})"
+
+
+_NO_EXTENSIONS = Extensions()
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """Who signed, as established by verification (never read from the signed payload).
@@ -61,6 +101,14 @@ class Signer:
       ``issuer`` is ``None``.
     * ``certificate``: ``identity`` is the leaf's first SAN, else its subject (RFC 4514);
       ``issuer`` is the subject of the trust anchor the chain ended at.
+
+    ``extensions`` maps dotted OIDs to the decoded values of the Fulcio extensions
+    (``1.3.6.1.4.1.57264.1.*``: source repository, workflow ref, runner environment, ...) of
+    the *verified* certificate (keyless; certificate mode too, where a private CA may set them);
+    empty for a key. ``anchor_fingerprint`` is the hex SHA-256 of the DER of the trust anchor:
+    the ``--cert-chain`` certificate the chain ended at, or for keyless the Fulcio root of the
+    trusted root that issued the certificate (``None`` if that is not unambiguous; always
+    ``None`` for a key).
     """
 
     kind: SignerKind
@@ -71,6 +119,12 @@ class Signer:
     cert_not_before: datetime | None = None
     cert_not_after: datetime | None = None
     cert_fingerprint: str | None = None  # sha256 hex of the leaf certificate (DER)
+    extensions: Mapping[str, str] = field(default=_NO_EXTENSIONS)
+    anchor_fingerprint: str | None = None  # sha256 hex of the trust anchor (DER)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extensions, Extensions):
+            object.__setattr__(self, "extensions", Extensions(self.extensions))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +137,10 @@ class Signer:
                 "not_before": _iso(self.cert_not_before),
                 "not_after": _iso(self.cert_not_after),
                 "sha256": self.cert_fingerprint,
+                "anchor_sha256": self.anchor_fingerprint,
             },
+            "extensions": {oid: self.extensions[oid] for oid in sorted(
+                self.extensions, key=_oid_key)},
         }
 
 
@@ -199,6 +256,13 @@ class IntegrityFailure(IntegrityError):
                  hint: str) -> None:
         self.result = result
         super().__init__(problem, path=path, hint=hint)
+
+
+def _oid_key(oid: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in oid.split("."))
+    except ValueError:
+        return (1 << 62,)
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from modelsign.errors import InputError, ModelsignError, SignatureError, SignatureFormatError
@@ -20,6 +21,7 @@ from modelsign.verify._identity import (
     IdentityPolicy,
     certificate_identity,
     certificate_issuer,
+    fulcio_extensions,
 )
 from modelsign.verify._keys import (
     load_public_key,
@@ -219,8 +221,46 @@ def _keyless(view: BundleView, identities: tuple[Identity, ...],
         cert_not_before=cert.not_valid_before_utc,
         cert_not_after=cert.not_valid_after_utc,
         cert_fingerprint=_fingerprint(cert),
+        extensions=fulcio_extensions(cert),
+        anchor_fingerprint=_fulcio_root(cert, trusted_root),
     )
     return signer, payload_type, payload
+
+
+_MAX_CA_DEPTH = 8
+
+
+def _fulcio_root(leaf: x509.Certificate, trusted_root: Any) -> str | None:
+    """Fingerprint of the Fulcio root certificate of ``trusted_root`` that issued ``leaf``.
+
+    ``leaf`` already chained (sigstore checked it); this only names the root: walk up through
+    the trusted root's Fulcio certificates by signature (``verify_directly_issued_by``) to a
+    self-signed one. ``None`` when there is no such unique path (two different issuers verify at
+    some step, no issuer is found, or the walk exceeds the depth bound).
+    """
+    try:
+        cas = list(trusted_root.get_fulcio_certs())
+    except Exception:  # noqa: BLE001 - sigstore raises MetadataError and others; anchor unknown
+        return None
+    current = leaf
+    for _ in range(_MAX_CA_DEPTH):
+        here = _fingerprint(current)
+        if current is not leaf and _directly_issued(current, current):
+            return here  # self-signed: the root
+        issuers = {fp: c for c in cas
+                   if (fp := _fingerprint(c)) != here and _directly_issued(current, c)}
+        if len(issuers) != 1:
+            return None
+        (current,) = issuers.values()
+    return None
+
+
+def _directly_issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 _TAMPER_HINT = "the bundle was altered or corrupted; obtain model.sig again from the publisher"
@@ -321,5 +361,7 @@ def _with_chain(view: BundleView, cert_chain: tuple[PathLike, ...],
         cert_not_before=leaf.not_valid_before_utc,
         cert_not_after=leaf.not_valid_after_utc,
         cert_fingerprint=_fingerprint(leaf),
+        extensions=fulcio_extensions(leaf),
+        anchor_fingerprint=_fingerprint(result.anchor),
     )
     return signer, view.payload_type, view.payload

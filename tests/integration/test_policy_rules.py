@@ -532,10 +532,8 @@ def test_cel_missing_fields_and_runaway_conditions_fail_cleanly(world: World) ->
     assert ("condition `predicate.buildDefinition.externalParameters.nope == 'x'` could not be "
             "evaluated: no such field 'nope'") in by["requireClaims[0]"].reason
     assert by["conditions[0]"].status == "pass"
-    # the verifier does not report certificate extensions yet (see the decision record)
-    assert by["conditions[1]"].status == "fail"
-    assert "could not be evaluated: no such field '1.3.6.1.4.1.57264.1.12'" in \
-        by["conditions[1]"].reason
+    # the verifier reports the certificate's extensions: the real source repository URI
+    assert by["conditions[1]"].status == "pass", by["conditions[1]"].reason
     assert by["conditions[2]"].status == "fail"
     assert "could not be evaluated: stopped after" in by["conditions[2]"].reason
     assert by["conditions[3]"].status == "pass", by["conditions[3]"].reason
@@ -658,9 +656,6 @@ def test_certificate_chain_signers_and_certificate_time(world: World, tmp_path: 
         f"only: a certificate chaining to {stranger} (CN=stranger root CA)")
     # another CA with the *same* name: only the anchor's fingerprint tells them apart
     same_name = evaluate(parse_policy(text.format(root=other.root)), facts).rule("signers")
-    if facts.signature.anchor_sha256 is None:
-        pytest.xfail("the verifier does not report the anchor's fingerprint yet (hook in "
-                     "docs/decisions/0009-policy.md); matched by subject meanwhile")
     assert same_name.status == "fail"
 
 
