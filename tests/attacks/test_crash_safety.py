@@ -33,15 +33,15 @@ from .conftest import Party, make_model
 
 DRIVER = Path(__file__).with_name("_kill_driver.py")
 RUNS = int(os.environ.get("MODELSIGN_CRASH_RUNS", "30"))
-REAL = 3  # of RUNS, kills of the real `modelsign` executable
+REAL = 2  # of RUNS, kills of the real `modelsign` executable (slow to start: few)
 
 
 def _big_model(path: Path) -> Path:
     """Big enough that hashing takes a noticeable part of a run (kills land in every phase)."""
     return make_model(path, {
         "config.json": b'{"layers": 2}',
-        "model-00001-of-00002.safetensors": os.urandom(6 << 20),
-        "model-00002-of-00002.safetensors": os.urandom(6 << 20),
+        "model-00001-of-00002.safetensors": os.urandom(3 << 20),
+        "model-00002-of-00002.safetensors": os.urandom(3 << 20),
         "tokenizer/vocab.txt": b"a\nb\n",
     })
 
@@ -76,7 +76,7 @@ def test_sigkill_during_sign_never_leaves_a_broken_model_sig(
     """Leftover temp files (``leftovers``) are removed by the driver after each snapshot and
     covered by the next test."""
     model, snaps, runs = killed_signs
-    assert sum(r["killed"] for r in runs) >= RUNS // 3, runs  # the kills did happen
+    assert sum(r["killed"] for r in runs) >= RUNS // 4, runs  # the kills did happen
     for r in runs:
         sig = snaps / str(r["run"]) / "model.sig"
         assert sig.is_file(), f"run {r}: model.sig disappeared"
@@ -96,7 +96,7 @@ def test_sigkill_during_attest_never_leaves_a_broken_claim_line(tmp_path: Path,
     runs = _drive(tmp_path, argv, model, ["claims.jsonl"], seed=11)
     before = len(read_claims(tmp_path / "snapshots" / "base" / "claims.jsonl").lines)
     assert before >= 3  # two here, and the driver's undisturbed runs
-    assert sum(r["killed"] for r in runs) >= RUNS // 3, runs
+    assert sum(r["killed"] for r in runs) >= RUNS // 4, runs
     root = verify_model(model, key=publisher.public).root_digest
     finished = 0
     for r in runs:

@@ -165,7 +165,7 @@ def test_fifo_planted_in_the_model(model: Path, publisher: Party) -> None:
         verify_model(model, key=publisher.public)
 
 
-def _blocks(fn: object, fifo: Path, seconds: float = 3.0) -> tuple[bool, BaseException | None]:
+def _blocks(fn: object, fifo: Path, seconds: float = 1.5) -> tuple[bool, BaseException | None]:
     """Run ``fn`` in a thread; (whether it was still blocked after ``seconds``, what it raised).
     A blocked ``open`` of the FIFO is released by opening the FIFO for writing."""
     import threading
