@@ -20,6 +20,7 @@ after those runs are copied to ``snapshots/base/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -117,10 +118,8 @@ def main() -> None:
         else:
             pid = _fork_run(argv)
             time.sleep(delay)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             _, status = os.waitpid(pid, 0)
             killed, code = _status(status)
         here = snaps / str(i)

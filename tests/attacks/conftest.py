@@ -40,7 +40,7 @@ DEFAULT_SERIALIZATION: dict[str, Any] = {
 
 @contextmanager
 def rejected(exc_type: type[BaseException], fragment: str) -> Iterator[pytest.ExceptionInfo[Any]]:
-    """Expect exactly ``exc_type`` (not a subclass, not a parent) with ``fragment`` in its message."""
+    """Expect exactly ``exc_type`` (not a subclass, not a parent), ``fragment`` in its message."""
     with pytest.raises(BaseException) as info:
         yield info
     assert type(info.value) is exc_type, (

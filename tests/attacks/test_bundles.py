@@ -43,6 +43,7 @@ from .conftest import (
     write_sig,
 )
 
+
 def _ecdsa(party: Party, data: bytes) -> bytes:
     return party.signer._key.sign(data, ec.ECDSA(hashes.SHA256()))
 
