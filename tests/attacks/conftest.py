@@ -48,6 +48,25 @@ def rejected(exc_type: type[BaseException], fragment: str) -> Iterator[pytest.Ex
     assert fragment in str(info.value), f"{fragment!r} not in {str(info.value)!r}"
 
 
+def outcome(fn: Callable[[], Any]) -> BaseException | None:
+    """What ``fn()`` raised (``None`` if nothing), detached from its traceback: for attacks whose
+    failure mode is a ``RecursionError``, thousands of frames pytest would format for minutes."""
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - returned to the test, which judges it
+        return e.with_traceback(None)
+    return None
+
+
+def assert_rejected(err: BaseException | None, exc_type: type[BaseException],
+                    fragment: str) -> None:
+    """:func:`rejected` for an exception obtained with :func:`outcome`."""
+    assert err is not None, f"expected {exc_type.__name__}, nothing was raised"
+    assert type(err) is exc_type, (
+        f"expected {exc_type.__name__}, got {type(err).__name__}: {str(err)[:300]}")
+    assert fragment in str(err), f"{fragment!r} not in {str(err)!r}"
+
+
 @dataclass(frozen=True)
 class Party:
     """Someone with a key: the publisher, or a stranger."""

@@ -40,8 +40,15 @@ def _parse(text: str | bytes) -> Policy:
 
 
 def _refused_or_policy(text: str | bytes) -> None:
-    result = parses_or_refuses(_parse, text)
-    assert isinstance(result, (Policy, PolicyFileError)), type(result)
+    try:
+        result = parses_or_refuses(_parse, text)
+    except RecursionError:
+        recursion = True  # re-raised below, without thousands of frames to format
+    else:
+        recursion = False
+        assert isinstance(result, (Policy, PolicyFileError)), type(result)
+    if recursion:
+        raise AssertionError("RecursionError escaped parse_policy")
 
 
 policy_docs = st.recursive(
