@@ -470,7 +470,15 @@ MODELSIGN_API = TOUCH_SRC + r'''
 import json, os, sys, time
 p = json.loads(sys.argv[1])
 from modelsign import HashSpec, hash_model
-kw = {"executor": p["executor"]} if p.get("executor") else {}
+kw = {}
+if p.get("executor") == "dask":  # cluster started (and checked) before the clock starts
+    import atexit
+    from modelsign.hashing._dask import dask_executor
+    _cluster = dask_executor()
+    kw["executor"] = _cluster.__enter__()
+    atexit.register(_cluster.__exit__, None, None, None)  # an open cluster hangs the exit
+elif p.get("executor") not in (None, "threads"):
+    raise SystemExit("unknown --executor %r" % p["executor"])
 def once(use_cache):
     spec = HashSpec(method=p["method"], use_cache=use_cache)
     t = time.perf_counter()

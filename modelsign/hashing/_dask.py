@@ -154,7 +154,7 @@ def dask_executor(
         try:
             cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=threads_per_worker or 1,
-                processes=processes, dashboard_address=None, silence_logs=40)
+                processes=processes, dashboard_address=":0", silence_logs=40)
             client = distributed.Client(cluster, set_as_default=False)
         except Exception as e:
             if cluster is not None:

@@ -52,7 +52,7 @@ FILES_S3 = {k: v for k, v in FILES.items() if not k.startswith("shard-") or
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+                                  dashboard_address=":0", silence_logs=logging.ERROR) as c:
         yield c
 
 
@@ -205,7 +205,7 @@ def test_an_unreachable_scheduler(local_tree: Path, capsys: pytest.CaptureFixtur
 def test_workers_without_modelsign(local_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A worker whose Python cannot import modelsign (the preload blocks it) is named."""
     with distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
             preload=["import sys; sys.modules['modelsign'] = None  # no modelsign here"]) as c:
         err = _bad(capsys, str(local_tree), "--executor", "dask", "--scheduler",
