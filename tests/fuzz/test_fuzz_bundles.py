@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -84,3 +85,62 @@ def test_verify_bundle_mutated_json(world: World, data: st.DataObject) -> None:
 @given(st.data())
 def test_verify_bundle_mutated_bytes(world: World, data: st.DataObject) -> None:
     _check_verified(world, data.draw(mutated_bytes(world.bundle)))
+
+
+# ------------------------------------------------------------------ keyless (Sigstore) bundles
+@pytest.fixture(scope="module")
+def keyless_bundle(loopback_sigstore: Any, sigstore_trust_config: Any) -> bytes:
+    """A real keyless bundle (certificate + Rekor entry) from the session's loopback Sigstore."""
+    from modelsign.signing import KeylessSigner, load_trust_config
+    from modelsign.statements import make_statement
+
+    signer = KeylessSigner(trust_config=load_trust_config(path=sigstore_trust_config),
+                           identity_token=loopback_sigstore.mint_token("fuzz@modelsign.test"),
+                           ambient=False, interactive=False)
+    st_ = make_statement("m", {"sha256": "ab" * 32}, "https://example.test/fuzz/v1", {"x": 1})
+    return signer.sign(st_).raw
+
+
+def _check_keyless(raw: bytes, sigstore: Any, trust_config: Any, original: bytes) -> None:
+    from modelsign.verify import Identity, Trust
+
+    result: Any = parses_or_refuses(
+        verify_bundle, raw, identities=[Identity(issuer=sigstore.url,
+                                                 identity="fuzz@modelsign.test")],
+        trust=Trust.from_trust_config(trust_config))
+    if isinstance(result, VerifiedStatement):
+        import base64
+
+        signed = base64.b64decode(json.loads(original)["dsseEnvelope"]["payload"])
+        assert result.statement.raw == signed
+
+
+@budget(100, 3000)
+@given(st.data())
+def test_verify_keyless_bundle_mutated_json(keyless_bundle: bytes, loopback_sigstore: Any,
+                                            sigstore_trust_config: Any,
+                                            data: st.DataObject) -> None:
+    raw = dumps(data.draw(mutated_json(json.loads(keyless_bundle))))
+    _check_keyless(raw, loopback_sigstore, sigstore_trust_config, keyless_bundle)
+
+
+@budget(100, 3000)
+@given(st.data())
+def test_verify_keyless_bundle_mutated_bytes(keyless_bundle: bytes, loopback_sigstore: Any,
+                                             sigstore_trust_config: Any,
+                                             data: st.DataObject) -> None:
+    _check_keyless(data.draw(mutated_bytes(keyless_bundle)), loopback_sigstore,
+                   sigstore_trust_config, keyless_bundle)
+
+
+@budget(120, 3000)
+@given(st.data())
+def test_verify_keyless_verification_material_mutated(keyless_bundle: bytes,
+                                                      loopback_sigstore: Any,
+                                                      sigstore_trust_config: Any,
+                                                      data: st.DataObject) -> None:
+    """Mutations aimed at what sigstore-python parses: the certificate and the log entry."""
+    obj = json.loads(keyless_bundle)
+    obj["verificationMaterial"] = data.draw(mutated_json(obj["verificationMaterial"],
+                                                         max_mutations=2))
+    _check_keyless(dumps(obj), loopback_sigstore, sigstore_trust_config, keyless_bundle)
