@@ -110,7 +110,7 @@ class _Plan:
             self.labels.append((entry.rel, s, e) if sharded else (entry.rel, None, None))
             self.digests.append(None)
             if e - s > self.batch_bytes:
-                self.tasks.append(Task(algorithm, (FileTask(entry, (Range(item, s, e),)),)))
+                self.tasks.append(Task(algorithm, (FileTask(entry, (Range(item, s, e),)),), e - s))
             else:
                 small.append(Range(item, s, e))
         self.hashed.append((entry, items))
@@ -122,7 +122,7 @@ class _Plan:
 
     def flush(self, algorithm: str) -> None:
         if self._batch:
-            self.tasks.append(Task(algorithm, tuple(self._batch)))
+            self.tasks.append(Task(algorithm, tuple(self._batch), self._batch_bytes))
             self._batch = []
             self._batch_bytes = 0
 
