@@ -13,9 +13,11 @@ them: five shards of a 4 GiB file on two cores take 2.15 GB of hashing per core 
 Reads go into one reused buffer per thread with ``os.preadv`` (never a whole-file read; memory is
 bounded by ``threads x BUFFER_SIZE``), and hashlib / blake3 release the GIL while they digest it.
 
-Every file is checked for change: the ``stat`` taken by the walk must match ``fstat`` before and
-after each read (size, mtime, ctime, inode, device), and every byte planned must be read, or the
-file is reported with :class:`~modelsign.errors.FileChangedError`.
+Every file is checked for change: the ``stat`` taken by the walk must match ``fstat`` after the
+file is read (and, for long ranges, before and after every step): size, mtime, ctime, inode,
+device; and every byte planned must be read. Otherwise the file is reported with
+:class:`~modelsign.errors.FileChangedError`. Any change since the walk moves mtime or ctime, so
+the check after the read also covers the time before it.
 """
 
 from __future__ import annotations
@@ -214,7 +216,8 @@ def run_task(task: Task) -> TaskResult:
         entry = ft.entry
         fd = _open(entry)
         try:
-            _check(fd, entry)
+            # no fstat before reading: the one after must equal the walk's stat (size, mtime,
+            # ctime, inode), which any change since the walk (or during the read) breaks
             for item, start, end in ft.ranges:
                 h = factory()
                 want = end - start
