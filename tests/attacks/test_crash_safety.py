@@ -33,15 +33,15 @@ from .conftest import Party, make_model
 
 DRIVER = Path(__file__).with_name("_kill_driver.py")
 RUNS = int(os.environ.get("MODELSIGN_CRASH_RUNS", "30"))
-REAL = 2  # of RUNS, kills of the real `modelsign` executable (slow to start: few)
+REAL = 1  # of RUNS, kills of the real `modelsign` executable (slow to start under load)
 
 
 def _big_model(path: Path) -> Path:
     """Big enough that hashing takes a noticeable part of a run (kills land in every phase)."""
     return make_model(path, {
         "config.json": b'{"layers": 2}',
-        "model-00001-of-00002.safetensors": os.urandom(3 << 20),
-        "model-00002-of-00002.safetensors": os.urandom(3 << 20),
+        "model-00001-of-00002.safetensors": os.urandom(1 << 20),
+        "model-00002-of-00002.safetensors": os.urandom(1 << 20),
         "tokenizer/vocab.txt": b"a\nb\n",
     })
 
