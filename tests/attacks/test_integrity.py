@@ -133,3 +133,13 @@ def test_hard_link_to_outside_is_hashed_as_its_content(tmp_path: Path, publisher
     outside.write_bytes(safetensors_bytes(seed=4))  # write through the outside name
     with rejected(IntegrityFailure, "changed linked.safetensors"):
         _verify(m, publisher)
+
+
+def test_verify_time_ignore_path_cannot_hide_a_signed_file(model: Path, publisher: Party) -> None:
+    """A wrapper (or a suggestion in a README) passes ``ignore_paths`` covering the directory of
+    a signed file the attacker changed: signed resources always win."""
+    vocab = model / "tokenizer" / "vocab.txt"
+    signed = sha256_hex(vocab.read_bytes())
+    vocab.write_bytes(b"evil\n")
+    with rejected(IntegrityFailure, f"changed tokenizer/vocab.txt (signed {signed}"):
+        _verify(model, publisher, ignore_paths=["tokenizer"])
