@@ -943,6 +943,32 @@ def parse_openssl_speed(text: str) -> float:
     return float(m[-1]) * 1000.0
 
 
+def openssl_speed(ctx: Ctx, processes: int = 1) -> float:
+    """Bytes/s of `openssl speed -evp sha256 -bytes 1048576` (summed over `-multi` processes)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise BenchError("openssl not found on PATH")
+    argv = [openssl, "speed", "-evp", "sha256", "-bytes", "1048576"]
+    if processes > 1:
+        argv += ["-multi", str(processes)]
+    argv += ["-seconds", str(ctx.sz["speed_seconds"])]
+    proc = run_proc(argv, timeout=120)
+    if proc.rc != 0 and "seconds" in proc.stderr:  # very old openssl: no -seconds
+        proc = run_proc(argv[:-2], timeout=120)
+    if proc.rc != 0:
+        raise BenchError(proc.fail_message())
+    return parse_openssl_speed(proc.stdout + "\n" + proc.stderr)
+
+
+def available_now(ctx: Ctx) -> float | None:
+    """What all cores give *right now* (``openssl speed -multi``): other work on the machine
+    shows up here, while the ceiling (one core x cores) does not notice it."""
+    try:
+        return openssl_speed(ctx, ctx.cores) / GB
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+
+
 def measure_ceiling(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": "ceiling", "group": "ceiling", "tool": "openssl", "interface": "speed",
@@ -951,25 +977,14 @@ def measure_ceiling(ctx: Ctx) -> dict[str, Any]:
         "status": "ok", "error": None, "throughput": None, "one_core_GBps": None, "runs_GBps": [],
     }
     try:
-        openssl = shutil.which("openssl")
-        if not openssl:
-            raise BenchError("openssl not found on PATH")
-        rates = []
-        for _ in range(ctx.args.repeat):
-            argv = [openssl, "speed", "-evp", "sha256", "-bytes", "1048576",
-                    "-seconds", str(ctx.sz["speed_seconds"])]
-            proc = run_proc(argv, timeout=120)
-            if proc.rc != 0 and "seconds" in proc.stderr:  # very old openssl: no -seconds
-                proc = run_proc(argv[:-2], timeout=120)
-            if proc.rc != 0:
-                raise BenchError(proc.fail_message())
-            rates.append(parse_openssl_speed(proc.stdout + "\n" + proc.stderr))
+        rates = [openssl_speed(ctx) for _ in range(ctx.args.repeat)]
         one = median(rates)
         out["runs_GBps"] = [r / GB for r in rates]
         out["one_core_GBps"] = one / GB
         out["throughput"] = one * ctx.cores / GB
     except Exception as e:  # noqa: BLE001 - a row reports, never kills the run
         out["status"], out["error"] = "error", f"error: {e}"
+    out["available_start_GBps"] = available_now(ctx)
     return out
 
 
@@ -1095,6 +1110,26 @@ TARGETS: list[tuple[str, str, str, str, float, str]] = [
 ]
 
 
+def busy(result: dict[str, Any]) -> str | None:
+    """A warning when other work on the machine took CPU from the benchmark, else None."""
+    c = result["ceiling"]
+    cores = c["cores"]
+    why = []
+    avail = [a for a in (c.get("available_start_GBps"), c.get("available_end_GBps"))
+             if a is not None]
+    if c.get("throughput") and avail and min(avail) < 0.8 * c["throughput"]:
+        why.append(f"all {cores} cores gave only {min(avail):.2f} GB/s of SHA-256 at one point "
+                   f"(ceiling {c['throughput']:.2f})")
+    loads = [r["loadavg_1min"] for r in result["rows"] if r.get("loadavg_1min") is not None]
+    if loads and max(loads) > cores:
+        why.append(f"1-min load average up to {max(loads):.1f} on {cores} cores")
+    if not why:
+        return None
+    return ("the machine was busy: " + "; ".join(why)
+            + ". Absolute numbers and % of ceiling understate what the tools can do; "
+              "side-by-side ratios are less affected but still noisy")
+
+
 def judge(rows: list[dict[str, Any]], size: str) -> list[dict[str, Any]]:
     by_name = {r["name"]: r for r in rows}
     out = []
@@ -1216,6 +1251,10 @@ def table(result: dict[str, Any]) -> str:
             notes = r["error"] or r["status"]
         elif r["name"] == "ceiling":
             notes = f"{r['cores']} x {r['one_core_GBps']:.2f} GB/s (one core)"
+            av = [r.get("available_start_GBps"), r.get("available_end_GBps")]
+            if any(a is not None for a in av):
+                notes += ("; all cores now (openssl speed -multi): " + " -> ".join(
+                    "?" if a is None else f"{a:.2f}" for a in av) + " GB/s (start -> end)")
         elif r["group"] == "incremental":
             sp = r.get("incremental_speedup")
             notes = (f"full {r['full_median_s']:.3f} s / incremental "
@@ -1238,6 +1277,9 @@ def table(result: dict[str, Any]) -> str:
            "  ".join("-" * w for w in widths) + "  -----"]
     for ln in lines:
         out.append("  ".join(c.ljust(w) for c, w in zip(ln, widths)) + "  " + ln[-1])
+    if result.get("busy"):
+        out.append("")
+        out.append("WARNING: " + result["busy"])
     if result.get("targets"):
         out.append("")
         out.append("targets (issues 2, 3, 7)" + (":" if result["config"]["size"] == "full"
@@ -1357,6 +1399,8 @@ def main(argv: list[str] | None = None) -> int:
         derive(rows, result["ceiling"])
         write_json(args.json, result)  # partial results survive an interrupted run
     derive(rows, result["ceiling"])
+    result["ceiling"]["available_end_GBps"] = available_now(ctx)
+    result["busy"] = busy(result)
     result["targets"] = judge(rows, args.size)
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     result["total_s"] = time.perf_counter() - t0
