@@ -34,7 +34,7 @@ from modelsign.manifest import hash_model  # noqa: E402
 # More files than one executor batch holds locally; fewer on S3 (moto answers a few hundred
 # requests a second). Either way the plan has several tasks for the two workers.
 N_LOCAL = EXECUTOR_BATCH_FILES + 150
-N_S3 = 60
+N_S3 = 30
 
 
 def _files(n: int) -> dict[str, bytes]:
