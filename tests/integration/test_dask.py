@@ -139,6 +139,17 @@ def test_the_cli_on_a_scheduler(cluster: Any, local_tree: Path,
     assert out == threads
 
 
+def test_the_cli_on_a_scheduler_from_s3(cluster: Any, s3: dict[str, str], s3_prefix: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    opts = [a for k, v in s3.items() for a in ("--storage-option", f"{k}={v}")]
+    assert main(["hash", f"s3://{s3_prefix}", "--format", "json", *opts]) == 0
+    threads, _ = capsys.readouterr()
+    assert main(["hash", f"s3://{s3_prefix}", "--format", "json", "--executor", "dask",
+                 "--scheduler", cluster.scheduler_address, *opts]) == 0
+    out, _ = capsys.readouterr()
+    assert out == threads and '"source":{"uri":"s3://' in out
+
+
 # ------------------------------------------------------------------------------- failures
 class BeforeFirstSubmit(Executor):
     """Delegates to ``inner``; does ``before()`` once, right before the first task goes out."""
