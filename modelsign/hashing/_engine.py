@@ -174,6 +174,18 @@ def _check(fd: int, entry: FileEntry) -> None:
         raise _changed(entry, "changed", _describe_stat(s.st_size, s.st_mtime_ns, s.st_ino))
 
 
+def _prefetch(fd: int, start: int, end: int) -> None:
+    """Ask the kernel to start reading [start, end) now (cold cache: deep, asynchronous I/O).
+
+    On data already cached it costs about 5 ms per GiB against ~560 ms of SHA-256.
+    """
+    if end > start:
+        try:
+            os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_WILLNEED)
+        except OSError:  # advice only (and not every file system takes it)
+            pass
+
+
 def _hash_range(fd: int, entry: FileEntry, start: int, end: int, h: Hasher,
                 buf: bytearray, mv: memoryview) -> None:
     full = len(buf)
@@ -272,6 +284,7 @@ class _ReadAhead:
             try:
                 _check(fd, entry)
                 off = checked = self.start
+                _prefetch(fd, off, min(self.end, off + 2 * STEP))
                 while off < self.end:
                     buf = self.free.get()
                     if buf is None or self.stopped:
@@ -288,6 +301,7 @@ class _ReadAhead:
                     if off - checked >= STEP:
                         _check(fd, entry)
                         checked = off
+                        _prefetch(fd, off + STEP, min(self.end, off + 2 * STEP))
                 _check(fd, entry)
             finally:
                 os.close(fd)
@@ -363,6 +377,9 @@ class _Stream:
             fd = _open(self.entry)
             try:
                 _check(fd, self.entry)
+                if self.off == self.start:
+                    _prefetch(fd, self.off, stop)
+                _prefetch(fd, stop, min(self.end, stop + STEP))  # the next step, while we hash
                 _hash_range(fd, self.entry, self.off, stop, self.h, buf, mv)
                 _check(fd, self.entry)
             finally:
