@@ -412,7 +412,7 @@ def _sizes(path: Path) -> str:
                      and p.name not in ("model.sig", "claims.jsonl"))
 
 
-def _write_policy(path: Path, *, issuer: str, dataset_root: str, torch_version: str | None,
+def _write_policy(path: Path, *, issuer: str, torch_version: str | None,
                   python_version: str) -> None:
     frameworks = f'  python: ">={python_version}"\n'
     if torch_version is not None:
@@ -426,7 +426,7 @@ apiVersion: modelsign/v1
 kind: ModelPolicy
 metadata:
   name: demo-registry
-  description: Signed by the trainer, provenance required, signed parents, no pickle.
+  description: Signed by the trainer, provenance required, signed ancestors, no pickle.
 
 # model.sig: signed by the trainer (keyless, the loopback Sigstore's OIDC issuer)
 signers:
@@ -438,17 +438,18 @@ requireClaims:
     conditions:
       - "predicate.buildDefinition.externalParameters.relation in ['finetune', 'quantized']"
 
-# datasets: only this one (by its root digest), and it must verify on its own signature
-datasets:
-  allow: ["sha256:{dataset_root}"]
-  requireSigned: true
-
-# ancestors: every one verified on its own signature (who may sign which ancestor is given
-# to the lineage walk; hf:// ancestors can also be pinned here with lineage.parents)
+# ancestors: each verified on its own signature, by one of the two publishers. (The demo's
+# ancestors are local directories, recorded by name without a URI, so no glob can tell them
+# apart; Hub ancestors are pinned one by one, e.g. match: "hf://meta-llama/*".)
 lineage:
   maxDepth: 4
   requireSignedParents: true
   allowedRelations: [finetune, quantized]
+  parents:
+    - match: "*"
+      signers:
+        - {{issuer: "{issuer}", identity: {FOUNDATION}}}
+        - {{issuer: "{issuer}", identity: {TRAINER}}}
 
 frameworks:
 {frameworks}
@@ -626,9 +627,8 @@ def _story(p: _Printer, server: LoopbackSigstore, d: Path, trainer: _Trainer,
     outcome.chain_verified = result.verified and claims.ok and graph.ok
 
     # 8 ------------------------------------------------------------------ policy
-    p.step("Admit it under a registry policy (signer, claims, datasets, lineage, frameworks, "
-           "age, pickle)")
-    _policy(p, d, url, graph, outcome, view)
+    p.step("Admit it under a registry policy (signer, claims, lineage, frameworks, age, pickle)")
+    _policy(p, d, url, outcome, view)
 
     # 9 ------------------------------------------------------------------ tamper
     p.step("Change one byte of the base model, then verify again")
@@ -691,28 +691,31 @@ def _lineage(p: _Printer, d: Path, url: str, trust: Trust, outcome: DemoOutcome,
     return graph
 
 
-def _policy(p: _Printer, d: Path, url: str, graph: LineageGraph, outcome: DemoOutcome,
-            view: Any) -> None:
+def _policy(p: _Printer, d: Path, url: str, outcome: DemoOutcome, view: Any) -> None:
     from modelsign.policy import load_policy, verify_with_policy
 
     versions = {f.name: f.version for f in view.frameworks} if view else {}
     torch_version = versions.get("torch")
     py = versions.get("python", "3.11").split(".")
     policy_path = d / "policy.yaml"
-    _write_policy(policy_path, issuer=url, dataset_root=outcome.roots["dataset"],
+    _write_policy(policy_path, issuer=url,
                   torch_version=(torch_version.split("+")[0] if torch_version else None),
                   python_version=".".join(py[:2]))
     p.note("policy.yaml written (the demo's identities in the shape of "
            "examples/policies/strict-registry.yaml)")
     if _cli_has("policy"):
         p.cmd(["modelsign", "policy", "lint", "policy.yaml"])
-    if all(_cli_has("verify", o) for o in ("--policy", "--lineage", "--parent-identity")):
-        p.cmd(["modelsign", "verify", "finetuned-fp16", "--policy", "policy.yaml", "--lineage",
-               *_ancestor_options(url, outcome.roots)])
+    upstream = {outcome.roots[n]: d / n for n in ("base-model", "dataset", "finetuned")}
+    if all(_cli_has("verify", o) for o in ("--policy", "--lineage", "--upstream")):
+        argv = ["modelsign", "verify", "finetuned-fp16", "--policy", "policy.yaml", "--lineage"]
+        for digest, path in upstream.items():
+            argv += ["--upstream", f"sha256:{digest}={path.name}"]
+        p.cmd(argv)
     else:
-        p.line("  (Python: modelsign.policy.verify_with_policy(..., lineage=<the graph above>); "
-               "this installation's `modelsign verify` has no --policy with --lineage yet)")
-    decision = verify_with_policy(d / "finetuned-fp16", load_policy(policy_path), lineage=graph)
+        p.line("  (Python: modelsign.policy.verify_with_policy(..., lineage=True); this "
+               "installation's `modelsign verify` has no --policy with --lineage)")
+    decision = verify_with_policy(d / "finetuned-fp16", load_policy(policy_path), lineage=True,
+                                  upstream=dict(upstream))
     p.block(decision.report.to_text())
     outcome.policy_passed = decision.report.passed
 
