@@ -24,12 +24,12 @@ import base64
 import binascii
 import hashlib
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelsign._io import open_regular
 from modelsign.errors import PathError, SignatureFormatError
 from modelsign.hashing._spec import SIGNATURE_FILE
 from modelsign.statements._json import MAX_JSON_BYTES, canonical_bytes, load_json
@@ -144,11 +144,9 @@ def read_bundle(path: str | os.PathLike[str], *, max_bytes: int = MAX_BUNDLE_BYT
     """Read a bundle file, refusing anything that is not a regular file or is over ``max_bytes``."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
+        # Never a blocking open(): a FIFO named model.sig would hang the verifier for ever.
+        with open_regular(p, what="signature", hint="pass the model.sig file itself") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise PathError("signature is not a regular file", path=p,
-                                hint="pass the model.sig file itself")
             if st.st_size > max_bytes:
                 raise SignatureFormatError("signature file is too large", path=p,
                                            expected=f"<= {max_bytes} bytes",
@@ -157,9 +155,6 @@ def read_bundle(path: str | os.PathLike[str], *, max_bytes: int = MAX_BUNDLE_BYT
     except FileNotFoundError as e:
         raise PathError("signature file not found", path=p,
                         hint="sign the model first (modelsign sign), or pass --signature") from e
-    except IsADirectoryError as e:
-        raise PathError("signature is a directory, not a file", path=p,
-                        hint="pass the model.sig file itself") from e
     except PermissionError as e:
         raise PathError("signature file is not readable (permission denied)", path=p) from e
     except OSError as e:

@@ -190,10 +190,6 @@ def _blocks(fn: object, fifo: Path, seconds: float = 1.5) -> tuple[bool, BaseExc
     return blocked, (outcome[0] if outcome else None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/statements/_bundle.py read_bundle opens model.sig with a blocking open() "
-    "before checking fstat: a FIFO named model.sig (a tar archive can carry one) makes "
-    "`modelsign verify` hang for ever instead of refusing it as not a regular file"))
 def test_model_sig_is_a_fifo(model: Path, publisher: Party) -> None:
     (model / "model.sig").unlink()
     os.mkfifo(model / "model.sig")
