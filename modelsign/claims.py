@@ -27,8 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
+from modelsign._io import open_regular
 from modelsign.errors import InputError, PathError, SignatureFormatError
 from modelsign.hashing._spec import CLAIMS_FILE, HashSpec
 from modelsign.statements._json import load_json
@@ -109,13 +110,13 @@ class ClaimsFile:
     exists: bool = True
 
 
-def _open_for_read(path: Path) -> int:
+def _open_for_read(path: Path) -> BinaryIO:
+    """Open the claims file for reading; never a blocking open (a FIFO named claims.jsonl
+    would hang every verification that reads claims)."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return open_regular(path, what="the claims file")
     except FileNotFoundError:
         raise
-    except IsADirectoryError as e:
-        raise PathError("the claims file is a directory", path=path) from e
     except PermissionError as e:
         raise PathError("the claims file is not readable (permission denied)", path=path) from e
     except OSError as e:
@@ -141,13 +142,10 @@ def read_claims(
     if p.is_dir():
         p = claims_path(p)
     try:
-        fd = _open_for_read(p)
+        f = _open_for_read(p)
     except FileNotFoundError:
         return ClaimsFile(p, (), (), exists=False)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise PathError("the claims file is not a regular file", path=p)
+    with f:
         return _read_lines(p, f, max_line_bytes, max_file_bytes, max_lines)
 
 

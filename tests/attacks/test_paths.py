@@ -199,10 +199,6 @@ def test_model_sig_is_a_fifo(model: Path, publisher: Party) -> None:
     assert type(raised) is PathError and "not a regular file" in str(raised)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/claims.py _open_for_read opens claims.jsonl with a blocking os.open "
-    "(O_RDONLY, no O_NONBLOCK) before checking fstat: a FIFO named claims.jsonl makes "
-    "verify_claims (and `modelsign verify --policy`, `hf verify`, lineage) hang for ever"))
 def test_claims_jsonl_is_a_fifo(model: Path, publisher: Party) -> None:
     from modelsign.verify._claims import verify_claims
 
