@@ -14,11 +14,13 @@ Checks after verification:
   the signed manifest (a file left out by the signature's ``ignore_paths`` verifies, yet nobody
   signed it), and unless ``config.json``'s ``auto_map`` names only code in this directory
   (``"org/repo--module.Class"`` would load another repo's code from the cache, unverified);
-* pickle files (``.bin .pt .pth .ckpt .pkl`` that are pickles by content: a zip holding
-  ``*.pkl``, as ``torch.save`` writes, or a bare pickle starting with the PROTO opcode ``0x80``;
-  any file that is a ``torch.save`` zip) are refused under ``pickle="deny"`` (the default),
-  reported with a warning under ``"warn"``, accepted under ``"allow"``. Until the policy layer
-  exists this keyword stands for the policy's ``serialization.pickle`` rule;
+* pickle-based files, found by the same detector as the policy's ``serialization.pickle`` rule
+  (:mod:`modelsign._sniff`): by content (a bare pickle of any protocol, 0 to 5; a zip holding
+  ``*.pkl``, as ``torch.save`` writes; a NumPy array of objects), whatever the name, and by name
+  (``.bin .pt .pth .ckpt .pkl ...``) unless the content is recognisably safetensors, GGUF or
+  another non-pickle format, are refused under ``pickle="deny"`` (the default), reported with
+  a warning under ``"warn"``, accepted under ``"allow"``. This keyword is the policy's
+  ``serialization.pickle`` rule for a direct load;
 * a PEFT adapter directory (``adapter_config.json``) is refused: transformers would load its base
   model from the cache or the Hub, unverified. Verify and load the base, then attach the adapter.
 """
@@ -28,11 +30,11 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelsign._sniff import sniff_file
 from modelsign.errors import (
     InputError,
     ModelsignError,
@@ -76,25 +78,12 @@ class VerifiedModelDir:
 
 
 # --------------------------------------------------------------------------- content checks
-def _pickle_reason(path: Path, rel: str) -> str | None:
-    """Why ``path`` is a pickle (by its bytes), or ``None``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return None
-    if head[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as z:
-                pkl = [n for n in z.namelist() if n.endswith(".pkl")]
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return None
-        if pkl:
-            return f"a zip archive holding {pkl[0]} (torch.save format)"
-        return None
-    if rel.endswith(PICKLE_SUFFIXES) and len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return f"a pickle (protocol {head[1]})"
-    return None
+def _pickle_reason(path: Path) -> str | None:
+    """Why ``path`` is pickle-based (by its bytes, then its name), or ``None``: the policy's
+    detector (:mod:`modelsign._sniff`), so ``pickle=`` here and a policy's
+    ``serialization.pickle`` agree on every file."""
+    found = sniff_file(path)
+    return found.detail if found.pickle else None
 
 
 def _walk(root: Path) -> Iterator[str]:
@@ -110,10 +99,11 @@ def _walk(root: Path) -> Iterator[str]:
 
 
 def find_pickles(path: PathLike) -> list[tuple[str, str]]:
-    """``(relative path, reason)`` of every pickle file under ``path``, detected by content."""
+    """``(relative path, reason)`` of every pickle-based file under ``path`` (by content, then
+    by name: :func:`modelsign._sniff.sniff_file`)."""
     root = Path(path)
     return [(rel, reason) for rel in sorted(_walk(root))
-            if (reason := _pickle_reason(root / rel, rel)) is not None]
+            if (reason := _pickle_reason(root / rel)) is not None]
 
 
 def _check_remote_code(root: Path, manifest: Manifest) -> None:

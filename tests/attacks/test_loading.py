@@ -74,11 +74,6 @@ def test_pickle_payload_in_bin(tmp_path: Path, publisher: Party) -> None:
     assert Loader.calls == [] and not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/integrations/transformers.py _pickle_reason recognises a bare pickle only "
-    "by the PROTO opcode (0x80, protocols 2-5): a protocol 0/1 pickle (starts with the GLOBAL "
-    "opcode 'c', e.g. b'cposix\\nsystem\\n...') saved as pytorch_model.bin passes "
-    "pickle='deny' and reaches transformers (modelsign.policy._sniff does detect it)"))
 def test_pickle_payload_protocol_0_in_bin(tmp_path: Path, publisher: Party) -> None:
     marker = tmp_path / "pwned"
     m = make_model(tmp_path / "m")
