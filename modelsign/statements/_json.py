@@ -1,4 +1,10 @@
-"""Bounded JSON for outside input, and canonical (RFC 8785) JSON for what we sign."""
+"""Bounded JSON for outside input, and canonical (RFC 8785) JSON for what we sign.
+
+Outside JSON is read strictly: a duplicate object key is an error, not "the last one wins" (as
+Python's ``json`` would have it) nor "the first one wins" (as other parsers do), so one signed
+document cannot mean two things to two tools. Nothing we write has duplicates (RFC 8785 writes a
+dict), nor do ``model_signing``'s or Sigstore's bundles (serialized from dicts and protobufs).
+"""
 
 from __future__ import annotations
 
@@ -43,18 +49,44 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
 def load_json(data: bytes | str, *, what: str, max_bytes: int = MAX_JSON_BYTES,
               max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON from outside: size- and depth-bounded, strict (no NaN), errors wrapped."""
+    """Parse JSON from outside: size- and depth-bounded, strict (no NaN, no duplicate object
+    keys), errors wrapped."""
     size = len(data)
     if size > max_bytes:
         raise SignatureFormatError(f"{what} is too large", expected=f"<= {max_bytes} bytes",
                                    actual=f"{size} bytes")
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
+        value = json.loads(data, parse_constant=_reject_constant,
+                           object_pairs_hook=_unique_object)
     except RecursionError as e:
         raise SignatureFormatError(f"{what} nests JSON too deeply",
                                    expected=f"<= {max_depth} levels", actual="more") from e
+    except _DuplicateKeyError as e:
+        raise SignatureFormatError(
+            f"{what} has a duplicate JSON object key {e.key[:100]!r}",
+            expected="each key once per object", actual="the key twice",
+            hint="JSON parsers disagree on which duplicate counts (the first, the last, or an "
+                 "error), so one document would mean two things; ask the producer to fix it"
+        ) from e
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureFormatError(f"{what} is not valid JSON", expected="a JSON document",
                                    actual=f"{type(e).__name__}: {str(e)[:120]}") from e

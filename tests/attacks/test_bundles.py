@@ -229,10 +229,6 @@ def test_duplicate_resource_in_signed_statement(model: Path, publisher: Party) -
         verify_model(model, key=publisher.public)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/statements/_json.py load_json uses json.loads, which silently keeps the "
-    "last of duplicate object keys: a signed statement with two 'subject' (or 'predicate') "
-    "keys verifies, and parsers that keep the first (or reject) read a different statement"))
 def test_duplicate_json_keys_in_signed_statement(model: Path, publisher: Party) -> None:
     honest = json.loads(_honest_payload(model))
     decoy = json.dumps({"name": "other", "digest": {"sha256": "cd" * 32}})
