@@ -25,7 +25,7 @@ from typing import NamedTuple
 from modelsign.errors import PathError, SymlinkError
 from modelsign.hashing._spec import HashSpec
 
-__all__ = ["FileEntry", "Tree", "display", "walk"]
+__all__ = ["FileEntry", "Tree", "display", "name_key", "walk"]
 
 
 class FileEntry(NamedTuple):
@@ -69,8 +69,20 @@ def _check_name(name: str, shown: str) -> None:
                         path=shown, hint="rename the file")
 
 
+def name_key(path: str) -> str:
+    """The key under which two paths name one file on a case-insensitive or normalizing file
+    system (macOS, Windows): NFC, case-folded (over-inclusive: ``ß`` folds to ``ss``).
+
+    The walk does not refuse case-only twins (``A/`` beside ``a/`` is a legitimate Linux tree,
+    and ``model_signing`` hashes it); verification does, where it would otherwise *tolerate* an
+    unsigned twin of a signed file (``--ignore-unsigned-files``).
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
 def _check_collisions(names: list[str], dir_shown: str) -> None:
-    """Refuse sibling names equal after NFC normalization (e.g. 'é' and 'e' + U+0301)."""
+    """Refuse sibling names equal after NFC normalization (e.g. 'é' and 'e' + U+0301). Case-only
+    twins are judged at verification (:func:`name_key`)."""
     if all(n.isascii() or unicodedata.is_normalized("NFC", n) for n in names):
         return  # distinct NFC names stay distinct: nothing can collide
     seen: dict[str, str] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modelsign.errors import InputError, ModelsignError, PathError
 from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE, HashSpec
+from modelsign.hashing._walk import name_key
 from modelsign.manifest import Manifest, Resource
 from modelsign.statements import manifest_from_statement
 from modelsign.statements._bundle import MAX_BUNDLE_BYTES, default_signature_path, read_bundle
@@ -99,7 +100,8 @@ def verify_model(
     from modelsign.manifest import hash_model
 
     actual = hash_model(root, spec)
-    files, failed, empties = _compare(signed, actual, ignore_unsigned_files, filter_ignores)
+    files, failed, empties = _compare(signed, actual, ignore_unsigned_files, filter_ignores,
+                                      str(root))
     warnings = list(verified.warnings)
     if walk_ignores:
         warnings.append("left out at verification time (ignore_paths), in addition to the "
@@ -209,8 +211,29 @@ def _empty_digest(algorithm: str) -> str:
     return hashlib.new(algorithm, b"").hexdigest()
 
 
+def _refuse_twins_of_signed(signed_paths: frozenset[str], unsigned: set[str],
+                            root: str) -> None:
+    """An unsigned file is tolerated (``--ignore-unsigned-files``, or under a verification-time
+    ignore path) only when it cannot be taken for a signed one: not when its name differs from
+    a signed file's only in case (or Unicode normalization), because on a case-insensitive file
+    system (macOS, Windows) it *is* that file, and a copy or a loader there may pick the
+    unsigned bytes. Without tolerance such a twin is simply an extra file (a failure)."""
+    if not unsigned:
+        return
+    keys = {name_key(p): p for p in signed_paths}
+    for p in sorted(unsigned):
+        twin = keys.get(name_key(p))
+        if twin is not None:
+            raise PathError(
+                f"unsigned file name differs from the signed {twin!r} only in case (or Unicode "
+                "normalization); on a case-insensitive file system it is the signed file",
+                path=os.path.join(root, p), expected=f"no name that folds to {twin!r}",
+                actual=repr(p), hint="remove the twin; --ignore-unsigned-files tolerates only "
+                                     "files that cannot be mistaken for signed ones")
+
+
 def _compare(signed: Manifest, actual: Manifest, ignore_unsigned: bool,
-             ignored: tuple[str, ...] = ()
+             ignored: tuple[str, ...] = (), root: str = "."
              ) -> tuple[tuple[FileResult, ...], bool, frozenset[str]]:
     """Every signed resource, then every unsigned one, with its status; whether any failed; and
     the empty files a shards-mode signature could not list. Unsigned files under an ``ignored``
@@ -227,6 +250,9 @@ def _compare(signed: Manifest, actual: Manifest, ignore_unsigned: bool,
         else:
             out.append(FileResult(r.name, "ok", r.hex, a.hex))
     signed_paths = signed.paths()
+    unsigned = ({act[c.name].path for c in diff.extra} | set(diff.extra_files)) - signed_paths
+    _refuse_twins_of_signed(signed_paths, {p for p in unsigned
+                                           if ignore_unsigned or _under(p, ignored)}, root)
     for c in diff.extra:
         res = act[c.name]
         if res.path not in signed_paths and _under(res.path, ignored):

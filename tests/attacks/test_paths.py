@@ -108,11 +108,6 @@ def test_case_only_twin(model: Path, publisher: Party) -> None:
         verify_model(model, key=publisher.public)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/hashing/_walk.py _check_collisions only compares NFC forms, not case: "
-    "with ignore_unsigned_files=True a case-only twin of a signed file (CONFIG.JSON beside "
-    "config.json) is tolerated as 'unsigned' and the model verifies, although on a "
-    "case-insensitive file system (macOS, Windows) the twin is the signed file's name"))
 def test_case_only_twin_is_not_tolerated_as_unsigned(model: Path, publisher: Party) -> None:
     (model / "CONFIG.JSON").write_bytes(b'{"evil": true}')
     with rejected(PathError, "case"):
