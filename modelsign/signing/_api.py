@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from modelsign.errors import InputError, PathError
 from modelsign.hashing._spec import SIGNATURE_FILE, HashSpec
 from modelsign.manifest import Manifest
 from modelsign.signing._types import SignedBundle, Signer
-from modelsign.signing._write import check_writable, write_atomic
+from modelsign.signing._write import check_writable, remove_stale_temps, write_atomic
 from modelsign.statements import Statement, oms_statement
 from modelsign.statements._bundle import default_signature_path
 
@@ -66,8 +67,10 @@ def sign_model(path: str | os.PathLike[str], *, signer: Signer, spec: HashSpec =
     The signature goes to ``output``, by default ``PATH/model.sig`` (``PATH.sig`` beside a
     single-file model). The write is atomic: an existing signature is replaced only by a complete
     new one, and left untouched when anything fails. The destination is checked before hashing,
-    so a bad ``output`` fails fast. ``hash_options`` go to the hashing engine (``executor=``,
-    ``progress=``, ...). Errors are :class:`modelsign.errors.ModelsignError`.
+    so a bad ``output`` fails fast. Temporary files an interrupted signing left beside the
+    destination (``.model.sig.<random>.tmp``) are removed before hashing, with a warning, so they
+    are never signed. ``hash_options`` go to the hashing engine (``executor=``, ``progress=``,
+    ...). Errors are :class:`modelsign.errors.ModelsignError`.
     """
     model = Path(path)
     if not model.exists():
@@ -80,6 +83,13 @@ def sign_model(path: str | os.PathLike[str], *, signer: Signer, spec: HashSpec =
         raise InputError("the signature output is the model file itself", path=target,
                          hint="choose another --output path")
     spec = _with_output_ignored(spec, model, target.parent.resolve() / target.name)
+    # A sign killed between creating and renaming its temporary file left it beside the target
+    # (inside the model, by default): remove it before hashing, or it would be signed.
+    stale = remove_stale_temps(target)
+    if stale:
+        warnings.warn(f"modelsign: removed {len(stale)} temporary file(s) left by an "
+                      f"interrupted signing: {', '.join(str(s) for s in stale[:5])}",
+                      stacklevel=2)
 
     from modelsign.manifest import hash_model
 

@@ -109,12 +109,6 @@ def test_sigkill_during_attest_never_leaves_a_broken_claim_line(tmp_path: Path,
         assert before + finished <= len(read.lines) <= before + r["run"] + 1, (r, finished)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/signing/_write.py write_atomic creates its temp file '.model.sig.<rand>.tmp' "
-    "inside the model directory; a sign killed between mkstemp and os.replace leaves it there "
-    "(seen in the SIGKILL runs above), nothing cleans it up, and the next `modelsign sign` "
-    "signs the half-written temp file into the manifest (and `verify` of the old signature "
-    "fails on an extra file)"))
 def test_a_killed_signs_temp_file_is_not_signed_next_time(tmp_path: Path,
                                                           publisher: Party) -> None:
     """The state a kill between ``mkstemp`` and ``os.replace`` leaves, made deterministically."""
