@@ -311,3 +311,17 @@ def test_relative_links_point_at_files(page: Path) -> None:
         if not path.exists():
             broken.append(target)
     assert broken == [], f"{page.relative_to(REPO)} links to missing files: {broken}"
+
+
+# ------------------------------------------------------------------------------ completion
+def test_shell_completion_completes_commands() -> None:
+    """The README says `modelsign --install-completion` works: the completion protocol that the
+    installed script calls answers with the commands."""
+    exe = BIN / "modelsign"
+    if not exe.exists():
+        pytest.skip("the modelsign executable is not installed in this environment")
+    env = dict(os.environ, _MODELSIGN_COMPLETE="complete_bash", COMP_WORDS="modelsign ver",
+               COMP_CWORD="1")
+    done = subprocess.run([str(exe)], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.stdout.split() == ["verify"], (done.stdout, done.stderr)
