@@ -110,10 +110,6 @@ class Task(NamedTuple):
     files: tuple[FileTask, ...]
     nbytes: int  #: bytes to hash: the sum of the ranges' lengths
 
-    @classmethod
-    def of(cls, algorithm: str, files: tuple[FileTask, ...]) -> Task:
-        return cls(algorithm, files, sum(r.end - r.start for f in files for r in f.ranges))
-
     @property
     def cost(self) -> int:
         """Rough cost in bytes: the data, plus the syscalls and bookkeeping of each file."""
