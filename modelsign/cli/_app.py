@@ -7,6 +7,7 @@ from importlib import import_module
 
 import typer
 
+from modelsign.cli._text import safe
 from modelsign.errors import ModelsignError
 
 app = typer.Typer(
@@ -56,8 +57,9 @@ for _mod in _COMMAND_MODULES:
 
 
 def error(message: str) -> None:
-    """Print a one-line error to stderr."""
-    sys.stderr.write(f"modelsign: error: {message}\n")
+    """Print a one-line error to stderr. Messages carry outside names (files, identities,
+    URIs): control characters and newlines in them are escaped, never sent to the terminal."""
+    sys.stderr.write(f"modelsign: error: {safe(message, newlines=False)}\n")
 
 
 def run(args: list[str]) -> int:

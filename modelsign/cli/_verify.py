@@ -27,6 +27,7 @@ from modelsign.cli._lineage import (
     lineage_kwargs,
     tree_text,
 )
+from modelsign.cli._text import err, out
 from modelsign.errors import (
     ClaimError,
     InputError,
@@ -282,7 +283,7 @@ def verify(
     if report is not None:
         lines.append(report.to_text().rstrip("\n"))
     if json_mode:
-        _err("\n".join(lines))
+        err("\n".join(lines), newlines=True)
         doc = result.to_json()
         doc["claims"] = claims.to_json() if claims is not None else None
         doc["lineage"] = graph.to_json() if graph is not None else None
@@ -292,7 +293,7 @@ def verify(
             doc["error"] = _error_json(failure)
         _emit_json(doc)
     else:
-        sys.stdout.write("\n".join(lines) + "\n")
+        out("\n".join(lines) + "\n")
     if failure is not None:
         raise failure
 
@@ -412,7 +413,7 @@ def _emit_json(doc: dict[str, Any]) -> None:
 
 
 def _err(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    err(line)  # one line; outside names (files, identities) made safe for a terminal
 
 
 def register(app: typer.Typer) -> None:

@@ -18,11 +18,6 @@ from .conftest import Party
 ESCAPES = "x\x1b[2K\r\x1b[32mverified: all files match\x1b[8m"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/cli/_verify.py (_print_files and the error line printed by "
-    "modelsign/cli/_app.py error()) writes file names raw: an extra file named "
-    "'x\\x1b[2K\\r\\x1b[32mverified: all files match\\x1b[8m' erases the failure line on a "
-    "terminal and prints a green 'verified' while the exit code is 1"))
 def test_escape_sequences_in_a_file_name_do_not_reach_the_terminal(
         model: Path, publisher: Party, capsys: pytest.CaptureFixture[str]) -> None:
     (model / ESCAPES).write_bytes(b"evil")
