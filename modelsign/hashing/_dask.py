@@ -75,9 +75,8 @@ class DaskExecutor(Executor):
     """``client.get_executor(pure=False)``, with two changes that matter for hashing.
 
     * Tasks run in the order they are submitted (each gets a lower Dask priority than the one
-      before): the plan submits the longest first, so the last tasks to finish are short.
-      Without it Dask orders tasks submitted together by their random keys, and two 1 GB shards
-      can end up behind each other on one worker while the other idles.
+      before): the plan submits the longest first, so the last tasks to finish are short. Dask
+      does not promise that order for tasks of equal priority submitted together.
     * Arguments travel as one opaque object (:class:`_Call`), not as nested tuples Dask walks.
 
     ``pure=False``: tasks read data that can change, so Dask must never answer one from an
