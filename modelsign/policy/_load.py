@@ -6,8 +6,9 @@ can jump to it. :func:`lint_policy` collects every problem instead of stopping a
 
 YAML is read with PyYAML's safe loader, composed into nodes first so each value keeps its line.
 Duplicate keys are an error (PyYAML would silently keep the last one, which could hide a rule),
-keys must be strings, non-JSON scalars (dates, binary) are refused, and aliases are expanded
-under a node budget (no "billion laughs").
+keys must be strings, non-JSON scalars (dates, binary) and unknown tags (``!foo``,
+``!!python/...``) are refused, and aliases are expanded under a node budget (no "billion
+laughs").
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ __all__ = [
 #: Largest policy file read.
 MAX_POLICY_BYTES = 1024 * 1024
 _MAX_NODES = 100_000
+_YAML = "tag:yaml.org,2002:"
+#: Scalar tags the safe constructor builds; the non-JSON ones (timestamp, binary) are then
+#: refused with what they read as. Any other tag is refused before construction.
+_SCALAR_TAGS = frozenset(_YAML + t for t in ("null", "bool", "int", "float", "timestamp",
+                                               "binary"))
 _MAX_KEY_FILE = 1024 * 1024
 
 Loc = tuple[str | int, ...]
@@ -168,9 +174,17 @@ class _Reader:
         return _Stop(LintProblem(self.file, node.start_mark.line + 1, _render(loc), message))
 
     def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
-        if node.tag == "tag:yaml.org,2002:str":
+        if node.tag == _YAML + "str":
             return str(node.value)
-        value = self.constructor.construct_object(node, deep=True)
+        if node.tag not in _SCALAR_TAGS:
+            raise self.stop(node, loc, f"{node.value[:80]!r} has the YAML tag {node.tag!r}; "
+                            "policies take no tags, only strings, numbers, booleans, lists and "
+                            "maps (remove the tag, or quote the whole value)")
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, OverflowError) as e:
+            raise self.stop(node, loc, f"{node.value[:80]!r} is not a valid YAML "
+                            f"{node.tag.removeprefix(_YAML)} ({type(e).__name__})") from None
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         raise self.stop(node, loc, f"{node.value!r} reads as a YAML {type(value).__name__}; "

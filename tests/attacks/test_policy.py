@@ -136,11 +136,6 @@ def test_policy_yaml_python_object_tag(tmp_path: Path, publisher: Party) -> None
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/policy/_load.py _Reader.scalar calls yaml SafeLoader.construct_object "
-    "unguarded: a scalar with an unknown tag ('maxAge: !!python/name:os.system' or "
-    "'maxAge: !foo bar') raises yaml.constructor.ConstructorError out of load_policy / "
-    "parse_policy / lint_policy instead of PolicyFileError (the CLI exits 3, 'internal error')"))
 def test_policy_yaml_unknown_scalar_tag(tmp_path: Path, publisher: Party) -> None:
     body = "maxAge: !!python/name:os.system\n"
     with rejected(PolicyFileError, "python/name:os.system"):
