@@ -7,8 +7,10 @@ can jump to it. :func:`lint_policy` collects every problem instead of stopping a
 YAML is read with PyYAML's safe loader, composed into nodes first so each value keeps its line.
 Duplicate keys are an error (PyYAML would silently keep the last one, which could hide a rule),
 keys must be strings, non-JSON scalars (dates, binary) and unknown tags (``!foo``,
-``!!python/...``) are refused, and aliases are expanded under a node budget (no "billion
-laughs").
+``!!python/...``) are refused, aliases are expanded under a node budget (no "billion laughs"),
+and nesting is bounded (:data:`_MAX_DEPTH`) by a pass over the parser's events *before*
+PyYAML's recursive composer runs: hostile YAML is a :class:`~modelsign.errors.PolicyFileError`,
+never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ __all__ = [
 #: Largest policy file read.
 MAX_POLICY_BYTES = 1024 * 1024
 _MAX_NODES = 100_000
+#: Deepest nesting of maps and lists (a real policy nests about 6 levels).
+_MAX_DEPTH = 64
 _YAML = "tag:yaml.org,2002:"
 #: Scalar tags the safe constructor builds; the non-JSON ones (timestamp, binary) are then
 #: refused with what they read as. Any other tag is refused before construction.
@@ -246,13 +250,31 @@ def _read(path: Path) -> bytes:
     return data
 
 
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting deeper than :data:`_MAX_DEPTH` from the parser's events (the parser is a
+    state machine with its own stack, so this pass cannot overflow Python's)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark is not None else None
+                raise _Stop(LintProblem(file, line, "", f"the YAML nests deeper than "
+                                        f"{_MAX_DEPTH} levels (maps and lists)"))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _compose(text: bytes, file: str) -> tuple[dict[str, Any], dict[Loc, int]]:
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise _Stop(LintProblem(file, None, "", "the policy is not UTF-8 text")) from None
     try:
+        _check_depth(decoded, file)  # PyYAML's composer recurses once per level: bound it first
         nodes = [n for n in yaml.compose_all(decoded, Loader=yaml.SafeLoader) if n is not None]
+    except RecursionError:  # defence in depth: a caller already deep in its own stack
+        raise _Stop(LintProblem(file, None, "", "the YAML nests too deeply to read")) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise _Stop(LintProblem(file, mark.line + 1 if mark is not None else None, "",

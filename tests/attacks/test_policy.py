@@ -99,10 +99,6 @@ def test_policy_duplicate_key_overriding_a_rule(tmp_path: Path, publisher: Party
         load_policy(_policy(tmp_path, publisher, body))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/policy/_load.py _compose: PyYAML composes recursively; a policy of "
-    "2,000-3,000 nested '[' (3 KB, far under the 1 MiB cap) raises RecursionError out of "
-    "load_policy / lint_policy instead of PolicyFileError (the CLI exits 3)"))
 def test_policy_deeply_nested_yaml(tmp_path: Path, publisher: Party) -> None:
     import sys
 
