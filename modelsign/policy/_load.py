@@ -7,10 +7,11 @@ can jump to it. :func:`lint_policy` collects every problem instead of stopping a
 YAML is read with PyYAML's safe loader, composed into nodes first so each value keeps its line.
 Duplicate keys are an error (PyYAML would silently keep the last one, which could hide a rule),
 keys must be strings, non-JSON scalars (dates, binary) and unknown tags (``!foo``,
-``!!python/...``) are refused, aliases are expanded under a node budget (no "billion laughs"),
-and nesting is bounded (:data:`_MAX_DEPTH`) by a pass over the parser's events *before*
-PyYAML's recursive composer runs: hostile YAML is a :class:`~modelsign.errors.PolicyFileError`,
-never a ``RecursionError``.
+``!!python/...``) are refused, aliases are expanded under a node budget (no "billion laughs")
+and refused when they refer to a collection that contains them, and nesting is bounded
+(:data:`_MAX_DEPTH`) both in the text, by a pass over the parser's events *before* PyYAML's
+recursive composer runs, and after alias expansion: hostile YAML is a
+:class:`~modelsign.errors.PolicyFileError`, never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class _Reader:
         self.file = file
         self.lines: dict[Loc, int] = {}
         self.nodes = 0
+        self.path: set[int] = set()  # ids of the collections being expanded, root to here
         self.constructor = yaml.SafeLoader("")
 
     def stop(self, node: yaml.Node, loc: Loc, message: str) -> _Stop:
@@ -201,6 +203,24 @@ class _Reader:
             raise self.stop(node, loc, f"the policy expands to more than {_MAX_NODES} YAML "
                             "nodes (aliases?)")
         self.lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode):
+            # Aliases share nodes: one that is already being expanded on this path refers to
+            # a collection that contains it (``x: &a [*a]``), which would expand for ever.
+            if id(node) in self.path:
+                raise self.stop(node, loc, "a YAML alias refers to a collection that contains "
+                                "it (a recursive alias); write the values out")
+            if len(self.path) >= _MAX_DEPTH:
+                raise self.stop(node, loc, f"the policy nests deeper than {_MAX_DEPTH} levels "
+                                "once its aliases are expanded")
+            self.path.add(id(node))
+            try:
+                return self.collection(node, loc)
+            finally:
+                self.path.discard(id(node))
+        assert isinstance(node, yaml.ScalarNode)
+        return self.scalar(node, loc)
+
+    def collection(self, node: yaml.CollectionNode, loc: Loc) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -222,10 +242,8 @@ class _Reader:
                 self.lines[(*loc, key)] = key_node.start_mark.line + 1
                 out[key] = self.data(value_node, (*loc, key))
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.data(item, (*loc, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)
-        return self.scalar(node, loc)
+        assert isinstance(node, yaml.SequenceNode)
+        return [self.data(item, (*loc, i)) for i, item in enumerate(node.value)]
 
 
 def _read(path: Path) -> bytes:
@@ -285,7 +303,10 @@ def _compose(text: bytes, file: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         raise _Stop(LintProblem(file, None, "", "a policy file holds exactly one YAML "
                                 f"document, found {len(nodes)}"))
     reader = _Reader(file)
-    data = reader.data(nodes[0], ())
+    try:
+        data = reader.data(nodes[0], ())
+    except RecursionError:  # defence in depth, as above
+        raise _Stop(LintProblem(file, None, "", "the YAML nests too deeply to read")) from None
     if not isinstance(data, dict):
         raise _Stop(LintProblem(file, 1, "", "the policy must be a map with apiVersion, kind, "
                                 f"signers, ...; found a {type(data).__name__}"))

@@ -107,11 +107,6 @@ def test_policy_deeply_nested_yaml(tmp_path: Path, publisher: Party) -> None:
     assert_rejected(outcome(lambda: load_policy(path)), PolicyFileError, "nest")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: modelsign/policy/_load.py _Reader.data recurses over composed nodes: a "
-    "self-referencing YAML alias ('x: &a [*a]') recurses until RecursionError (before the "
-    "100,000-node budget is reached), which escapes load_policy / lint_policy instead of "
-    "PolicyFileError (the CLI exits 3)"))
 def test_policy_self_referencing_yaml_alias(tmp_path: Path, publisher: Party) -> None:
     path = _policy(tmp_path, publisher, "metadata: &a [*a]\n")
     assert_rejected(outcome(lambda: load_policy(path)), PolicyFileError, "alias")
