@@ -13,8 +13,6 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from modelsign.errors import PathError, SignatureFormatError, SymlinkError
 from modelsign.hashing import HashSpec
 from modelsign.verify import IntegrityFailure, verify_model

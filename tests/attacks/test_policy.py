@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from modelsign._frameworks import Environment
 from modelsign.claims import attest
 from modelsign.errors import PolicyFileError
