@@ -29,9 +29,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelsign.errors import InputError, ModelsignError, VerificationError
-    from modelsign.hashing._spec import HashSpec
-    from modelsign.manifest import Manifest, ManifestDiff, Resource, hash_model
+    from modelsign.errors import InputError as InputError
+    from modelsign.errors import ModelsignError as ModelsignError
+    from modelsign.errors import VerificationError as VerificationError
+    from modelsign.hashing._spec import HashSpec as HashSpec
+    from modelsign.manifest import Manifest as Manifest
+    from modelsign.manifest import ManifestDiff as ManifestDiff
+    from modelsign.manifest import Resource as Resource
+    from modelsign.manifest import hash_model as hash_model
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ _MAX_NAME = 4096
 
 
 def check_resource_name(name: str, *, where: str = "resource name") -> None:
-    """Refuse names that could point outside the artifact or mean different files on different OSes."""
+    """Refuse names that could point outside the artifact or mean other files on other OSes."""
     bad = None
     if not isinstance(name, str) or not name:
         bad = "is empty"
@@ -104,7 +104,7 @@ class Resource:
                                        actual=repr(digest_hex)[:80])
         if method == "files":
             check_resource_name(name)
-            return cls(name, algorithm, digest)  # type: ignore[arg-type]
+            return cls(name, algorithm, digest)
         parts = name.rsplit(":", 2)
         if len(parts) != 3:
             parts = ["", "", ""]
@@ -120,7 +120,7 @@ class Resource:
                                        expected="start < end, no leading zeros",
                                        actual=f"{start_s}..{end_s}")
         check_resource_name(path_s, where="shard path")
-        return cls(path_s, algorithm, digest, start, end)  # type: ignore[arg-type]
+        return cls(path_s, algorithm, digest, start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +308,8 @@ class Manifest:
         its root digest over the order it wrote.
         """
         if not isinstance(predicate, Mapping):
-            raise SignatureFormatError("predicate must be an object", actual=type(predicate).__name__)
+            raise SignatureFormatError("predicate must be an object",
+                                       actual=type(predicate).__name__)
         ser = Serialization.from_json(predicate.get("serialization"))
         raw = predicate.get("resources")
         if not isinstance(raw, list):
@@ -408,7 +409,8 @@ def require_same(expected: Manifest, actual: Manifest) -> None:
     if not d.ok:
         lines = d.describe()
         raise IntegrityError(
-            f"{len(lines)} difference(s) between the signature and the files: " + "; ".join(lines[:5])
+            f"{len(lines)} difference(s) between the signature and the files: "
+            + "; ".join(lines[:5])
             + (" ..." if len(lines) > 5 else ""),
             hint="the artifact was modified after signing; obtain it again from its publisher")
 

@@ -1203,7 +1203,7 @@ def machine_info(ctx: Ctx) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "cpu_count": os.cpu_count(),
         "cores_used": ctx.cores,
@@ -1273,10 +1273,10 @@ def table(result: dict[str, Any]) -> str:
             notes,
         ])
     widths = [max(len(head[i]), *(len(ln[i]) for ln in lines)) for i in range(len(head) - 1)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  notes",
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=False)) + "  notes",
            "  ".join("-" * w for w in widths) + "  -----"]
     for ln in lines:
-        out.append("  ".join(c.ljust(w) for c, w in zip(ln, widths)) + "  " + ln[-1])
+        out.append("  ".join(c.ljust(w) for c, w in zip(ln, widths, strict=False)) + "  " + ln[-1])
     if result.get("busy"):
         out.append("")
         out.append("WARNING: " + result["busy"])

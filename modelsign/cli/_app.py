@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "modelsign.cli._hf",
     "modelsign.cli._policy",
     "modelsign.cli._lineage",
+    "modelsign.cli._demo",
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -49,12 +49,12 @@ __all__ = [
 HASHING_PANEL = "Hashing"
 
 
-class Method(str, Enum):
+class Method(StrEnum):
     files = "files"
     shards = "shards"
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     sha256 = "sha256"
     blake2b = "blake2b"
     blake3 = "blake3"
@@ -125,7 +125,7 @@ def hash_spec_from_options(
 SOURCES_PANEL = "Remote sources and executors"
 
 
-class ExecutorName(str, Enum):
+class ExecutorName(StrEnum):
     threads = "threads"
     dask = "dask"
 

@@ -109,7 +109,8 @@ class PolicyReport(_Out):
         """Human lines: one per rule, then the verdict."""
         mark = {"pass": "PASS", "fail": "FAIL", "warn": "WARN"}
         lines = [f"{mark[r.status]}  {r.rule}: {r.reason}" for r in self.rules]
-        counts = ", ".join(f"{self.summary.get(s, 0)} {s}" for s in ("pass", "fail", "warn"))
+        statuses: tuple[RuleStatus, ...] = ("pass", "fail", "warn")
+        counts = ", ".join(f"{self.summary.get(s, 0)} {s}" for s in statuses)
         lines.append(f"policy {self.verdict.upper()} ({counts}) for {self.subject.name} "
                      f"sha256:{self.subject.digest.get('sha256', '')}")
         return "\n".join(lines)
