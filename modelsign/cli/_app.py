@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib import import_module
 
@@ -65,6 +66,19 @@ def error(message: str) -> None:
 
 def run(args: list[str]) -> int:
     """Run the CLI on ``args`` and return the exit code; never lets a traceback reach the user."""
+    # sigstore logs progress at WARNING ("TUF repository is loaded in offline mode; updates will
+    # not be performed."), which Python's last-resort handler prints to stderr. The CLI reports
+    # for itself; only sigstore's errors get through. The library leaves logging alone.
+    sigstore_log = logging.getLogger("sigstore")
+    level = sigstore_log.level
+    sigstore_log.setLevel(max(level, logging.ERROR))
+    try:
+        return _run(args)
+    finally:
+        sigstore_log.setLevel(level)
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="modelsign", standalone_mode=True)
     except SystemExit as e:

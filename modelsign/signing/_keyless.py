@@ -70,7 +70,9 @@ def load_trust_config(*, staging: bool = False, path: str | os.PathLike[str] | N
         except (ValueError, KeyError, TypeError, SigstoreError) as e:
             raise InputError("not a valid Sigstore ClientTrustConfig", path=p,
                              expected="application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
-                             actual=f"{type(e).__name__}: {_first_line(e)[:120]}") from e
+                             actual=_config_problem(e),
+                             hint="pass the trust_config.json your deployment (or `modelsign "
+                                  "sigstore serve`) writes") from e
     try:
         if staging:
             return ClientTrustConfig.staging(offline=offline)
@@ -79,6 +81,20 @@ def load_trust_config(*, staging: bool = False, path: str | os.PathLike[str] | N
         raise InputError(f"cannot load the {'staging' if staging else 'production'} Sigstore "
                          f"trust configuration: {_first_line(e)}",
                          hint="pass --trust-config FILE") from e
+
+
+def _config_problem(e: BaseException) -> str:
+    """The field a trust config fails on (pydantic lists every error over many lines)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError) and e.errors():
+        errors = e.errors()
+        first = errors[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        field = f"field {loc!r}" if loc else "the document"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"{field}: {first['msg']}{more}"[:200]
+    return f"{type(e).__name__}: {_first_line(e)[:120]}"
 
 
 def _identity_token(raw: str, *, client_id: str, source: TokenSource) -> IdentityToken:
@@ -90,10 +106,40 @@ def _identity_token(raw: str, *, client_id: str, source: TokenSource) -> Identit
     try:
         return IdentityToken(raw.strip(), client_id)
     except (IdentityError, ExpiredIdentity) as e:
-        raise InputError(f"{where} is not usable: {_first_line(e)}",
+        found, hint = _token_problem(e, client_id)
+        raise InputError(f"{where} is not usable",
                          expected=f"an unexpired OIDC JWT with aud={client_id!r}, iss, sub, "
                                   "iat and exp",
-                         hint="get a fresh token (tokens last minutes)") from e
+                         actual=found, hint=hint) from e
+
+
+def _token_problem(e: BaseException, client_id: str) -> tuple[str, str]:
+    """What is wrong with an identity token sigstore refused, and what to do about it.
+
+    sigstore's ``IdentityError`` says only "malformed or missing claims"; the PyJWT error it
+    wraps names the claim."""
+    import jwt
+
+    fresh = "get a fresh token (tokens last minutes)"
+    cause = e.__cause__
+    if isinstance(cause, jwt.MissingRequiredClaimError):
+        return f"no {cause.claim!r} claim", "pass an OIDC ID token from a Sigstore-supported issuer"
+    if isinstance(cause, jwt.ExpiredSignatureError):
+        return "an expired token (exp is in the past)", fresh
+    if isinstance(cause, (jwt.ImmatureSignatureError, jwt.InvalidIssuedAtError)):
+        return "a token not valid yet (iat or nbf in the future)", "check the system clock"
+    if isinstance(cause, jwt.InvalidAudienceError):
+        return (f"a token for another audience ({_first_line(cause)})",
+                f"request the token with audience {client_id!r}")
+    if isinstance(cause, jwt.DecodeError):
+        return (f"not a JWT ({_first_line(cause)})",
+                "pass the raw OIDC ID token (three base64url parts joined by '.')")
+    if cause is not None:
+        return f"{type(cause).__name__}: {_first_line(cause)}", fresh
+    detail = _first_line(e)  # sigstore's own checks: validity period, issuer-specific claim
+    if "validity" in detail:
+        return detail, fresh
+    return detail, "pass an ID token that has that claim (e.g. request the email scope)"
 
 
 def _first_line(e: BaseException) -> str:

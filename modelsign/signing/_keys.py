@@ -54,13 +54,28 @@ _MAX_PEM_BYTES = 1024 * 1024
 _SUPPORTED = "an EC private key on P-256, P-384 or P-521"
 
 
+_CREATE_KEY = "openssl ecparam -name prime256v1 -genkey -noout -out key.pem"
+#: What each kind of file read here should be, and the flag that takes it (for "not found").
+_FILE_KINDS = {
+    "private key": ("a PEM private key file",
+                    f"pass the PEM private key to --key (create one: {_CREATE_KEY})"),
+    "password file": ("a file holding the key's password",
+                      "pass the file holding the key's password to --password-file"),
+    "certificate": ("a PEM certificate file", "pass the PEM leaf certificate to --cert"),
+    "certificate chain file": ("a PEM certificate file",
+                               "pass the PEM intermediate/root certificates to --chain"),
+}
+
+
 def _read_small(path: str | os.PathLike[str], what: str) -> bytes:
     p = Path(path)
     try:
         with open(p, "rb") as f:
             data = f.read(_MAX_PEM_BYTES + 1)
     except FileNotFoundError as e:
-        raise PathError(f"{what} not found", path=p) from e
+        expected, hint = _FILE_KINDS.get(what, (None, None))
+        raise PathError(f"{what} not found", path=p, expected=expected, actual="no such file",
+                        hint=hint) from e
     except IsADirectoryError as e:
         raise PathError(f"{what} is a directory, not a file", path=p) from e
     except PermissionError as e:
@@ -117,8 +132,10 @@ def load_private_key(data: bytes, *, password: bytes | str | None = None,
                                     "-out key.pem")
     if b"-----BEGIN PUBLIC KEY-----" in data or (
             b"-----BEGIN CERTIFICATE-----" in data and b"PRIVATE KEY-----" not in data):
+        found = ("a PEM PUBLIC KEY" if b"-----BEGIN PUBLIC KEY-----" in data
+                 else "a CERTIFICATE")
         raise KeyMaterialError("this is a public key or certificate, not a private key",
-                               path=source, expected=_SUPPORTED,
+                               path=source, expected=_SUPPORTED, actual=found,
                                hint="--key takes the private key; the certificate goes in --cert")
     encrypted = _is_encrypted_pem(data)
     if encrypted and not password:

@@ -1,0 +1,100 @@
+"""Issue 9: every error a user can cause says what was expected, what was found and what to run
+next. One test per message family, through the CLI (``run``), as a user sees it: the exit code,
+and the "path: problem (expected X, found Y); next: Z" parts on stderr."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from modelsign.cli._app import run
+from modelsign.testing._pki import make_cert_chain, make_key
+
+
+def _fails(capsys: pytest.CaptureFixture[str], *args: str | Path, code: int) -> str:
+    rc = run([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert rc == code, (rc, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("modelsign: error: ")
+    return lines[0].removeprefix("modelsign: error: ")
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    m = tmp_path / "model"
+    m.mkdir()
+    (m / "config.json").write_text("{}")
+    (m / "weights.bin").write_bytes(b"\x01" * 1024)
+    return m
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(d: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none'})}.{part(claims)}.c2ln"
+
+
+# ------------------------------------------------------------------------------------ keys
+def test_missing_private_key(model: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    msg = _fails(capsys, "sign", model, "--key", tmp_path / "nokey.pem", code=2)
+    assert msg.startswith(f"{tmp_path / 'nokey.pem'}: private key not found (")
+    assert "expected a PEM private key file, found no such file" in msg
+    assert "; next: pass the PEM private key to --key (create one: openssl ecparam" in msg
+
+
+@pytest.mark.parametrize("which,found", [("public", "a PEM PUBLIC KEY"),
+                                         ("cert", "a CERTIFICATE")])
+def test_public_key_or_certificate_given_as_key(model: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                which: str, found: str) -> None:
+    key = make_key(tmp_path).public if which == "public" else make_cert_chain(tmp_path).leaf
+    msg = _fails(capsys, "sign", model, "--key", key, code=2)
+    assert "this is a public key or certificate, not a private key" in msg
+    assert f"found {found})" in msg
+    assert "; next: --key takes the private key" in msg
+
+
+# --------------------------------------------------------------------------------- keyless
+@pytest.mark.parametrize("token,found", [
+    ("not-a-jwt", "found not a JWT ("),
+    (_jwt({"aud": "sigstore", "iss": "https://issuer.test", "sub": "s", "iat": 0}),
+     "found no 'exp' claim"),
+    (_jwt({"aud": "sigstore", "iss": "https://issuer.test", "sub": "s", "iat": 1000,
+           "exp": 2000}), "found an expired token"),
+])
+def test_unusable_identity_token_says_what_is_wrong(model: Path, capsys: pytest.CaptureFixture[str],
+                                                    token: str, found: str) -> None:
+    msg = _fails(capsys, "sign", model, "--identity-token", token, code=2)
+    assert msg.startswith("the identity token is not usable (expected an unexpired OIDC JWT")
+    assert found in msg
+    assert "; next: " in msg
+
+
+def test_keyless_sign_prints_no_sigstore_log_lines(model: Path, capsys: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # The production trust root, offline: sigstore logs "TUF repository is loaded in offline
+    # mode" at WARNING, which reached the terminal.
+    logger = logging.getLogger("sigstore")
+    before = logger.level
+    _fails(capsys, "sign", model, "--identity-token", _jwt({"aud": "sigstore"}), code=2)
+    assert not [r for r in caplog.records if r.name.startswith("sigstore")
+                and r.levelno < logging.ERROR]
+    assert logger.level == before  # the library's logging is left as it was
+
+
+def test_invalid_trust_config_names_the_field(model: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    tc = tmp_path / "tc.json"
+    tc.write_text('{"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"}')
+    msg = _fails(capsys, "sign", model, "--trust-config", tc, "--identity-token", "x", code=2)
+    assert msg.startswith(f"{tc}: not a valid Sigstore ClientTrustConfig (")
+    assert "found field 'trustedRoot': Field required (+1 more))" in msg
+    assert "; next: pass the trust_config.json your deployment (or `modelsign sigstore serve`)" \
+        in msg
