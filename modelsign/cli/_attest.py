@@ -148,7 +148,8 @@ def _parent_verifier(order: list[str], identity: list[str], identity_regex: list
     rules = identity_rules(names, identity, identity_regex, issuer)
     if (key is not None or cert_chain) and (trusted_root or trust_config):
         raise InputError("parent trust-root options apply to keyless parent signatures only")
-    options: dict[str, Any] = {"identities": rules, "key": key, "cert_chain": cert_chain}
+    options: dict[str, Any] = {"identities": rules, "key": key, "cert_chain": cert_chain,
+                               "key_flag": "--parent-key"}
     if key is None and not cert_chain:
         options["trust"] = _trust(trusted_root, trust_config, False, False)
     return ParentVerifier(**options)

@@ -85,7 +85,8 @@ def normalize_ignore_path(p: str) -> str:
     """``./logs/`` -> ``logs``; refuse absolute paths and ``..`` (ignores stay inside PATH)."""
     if p.startswith("/") or "\\" in p or "\0" in p:
         raise InputError(f"--ignore-path {p!r} must be a relative POSIX path",
-                         expected="e.g. 'logs' or 'checkpoints/tmp'", actual=repr(p))
+                         expected="e.g. 'logs' or 'checkpoints/tmp'", actual=repr(p),
+                         hint="give it relative to the model, e.g. --ignore-path logs")
     try:
         p.encode("utf-8")
     except UnicodeEncodeError:
@@ -94,7 +95,8 @@ def normalize_ignore_path(p: str) -> str:
     parts = [c for c in p.split("/") if c not in ("", ".")]
     if not parts or ".." in parts:
         raise InputError(f"--ignore-path {p!r} must name something inside the model",
-                         expected="a relative path without '..'", actual=repr(p))
+                         expected="a relative path without '..'", actual=repr(p),
+                         hint="give it relative to the model, e.g. --ignore-path logs")
     return "/".join(parts)
 
 

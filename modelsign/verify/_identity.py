@@ -74,7 +74,8 @@ class Identity:
                 compiled = re.compile(self.identity_regex)
             except re.error as e:
                 raise InputError(f"identity regex {self.identity_regex!r} is not a valid "
-                                 "regular expression", actual=str(e),
+                                 "regular expression", expected="a Python regular expression",
+                                 actual=str(e),
                                  hint="use Python re syntax, e.g. '^https://github\\.com/acme/'"
                                  ) from e
             object.__setattr__(self, "_compiled", compiled)

@@ -44,6 +44,7 @@ def verify_model(
     unsafe_skip_identity: bool = False,
     clock: Callable[[], datetime] | None = None,
     max_signature_bytes: int = MAX_BUNDLE_BYTES,
+    key_flag: str = "--key",
 ) -> VerificationResult:
     """Verify a model directory (or file) against its signature; return the full result.
 
@@ -65,6 +66,9 @@ def verify_model(
     Signed resources always win: a file the signature lists stays required and compared even
     when a path given here names it or a directory above it (a warning says so). What was left
     out this way is named in a warning, so the report shows it.
+
+    ``key_flag`` names the option that supplied ``key`` in error messages (``--parent-key`` when
+    the attester verifies a parent).
     """
     root = Path(path)
     identities, cert_chain = normalize(identities, cert_chain)
@@ -77,7 +81,7 @@ def verify_model(
     data = read_bundle(sig_path, max_bytes=max_signature_bytes)
     verified = verify_bundle(data, identities=identities, key=key, cert_chain=cert_chain,
                              trust=trust, unsafe_skip_identity=unsafe_skip_identity,
-                             source=str(sig_path), clock=clock)
+                             source=str(sig_path), clock=clock, key_flag=key_flag)
     try:
         signed = manifest_from_statement(verified.statement)
     except ModelsignError as e:

@@ -66,8 +66,11 @@ def select_mode(identities: Sequence[Identity], key: PathLike | None,
     if key is not None or cert_chain:
         flag = "--key" if key is not None else "--cert-chain"
         if identities:
+            why = ("a key signature names no identity" if key is not None
+                   else "they match Sigstore certificates only")
             raise InputError(f"identity rules (--identity/--issuer) apply to keyless "
-                             f"signatures only; they cannot be combined with {flag}")
+                             f"signatures only; they cannot be combined with {flag}",
+                             hint=f"drop --identity/--issuer ({why}), or drop {flag}")
         if unsafe_skip_identity:
             raise InputError(f"--unsafe-skip-identity-check cannot be combined with {flag}")
         return "key" if key is not None else "certificate"
@@ -98,6 +101,7 @@ def verify_bundle(
     unsafe_skip_identity: bool = False,
     source: str | None = None,
     clock: Callable[[], datetime] | None = None,
+    key_flag: str = "--key",
 ) -> VerifiedStatement:
     """Verify the signature and the signer of a Sigstore bundle holding a DSSE in-toto statement.
 
@@ -106,7 +110,8 @@ def verify_bundle(
     ``key`` (PEM public key file) or ``cert_chain`` (PEM CA files). The statement is parsed but its
     predicate is not judged. ``source`` names the input in error messages (a file path, or
     ``claims.jsonl:3``). ``clock`` gives "now" for certificate-chain validity (keyless uses the
-    transparency log's signed time instead).
+    transparency log's signed time instead). ``key_flag`` is the option that supplied ``key``, as
+    named in the message when the signature is by another key (e.g. ``--parent-key``).
 
     Raises :class:`SignatureError` / :class:`IdentityError` (exit 1) when the signature or signer
     does not verify, :class:`SignatureFormatError` / :class:`InputError` (exit 2) on bad input.
@@ -115,7 +120,7 @@ def verify_bundle(
     mode = select_mode(rules, key, chain, unsafe_skip_identity)
     try:
         return _verify(bundle_bytes, mode, rules, key, chain,
-                       trust or Trust(), unsafe_skip_identity, clock)
+                       trust or Trust(), unsafe_skip_identity, clock, key_flag)
     except ModelsignError as e:
         raise with_path(e, source) from e
 
@@ -130,7 +135,7 @@ def with_path(e: ModelsignError, path: str | None) -> ModelsignError:
 def _verify(bundle_bytes: bytes, mode: Mode, identities: tuple[Identity, ...],
             key: PathLike | None, cert_chain: tuple[PathLike, ...], trust: Trust,
             unsafe_skip_identity: bool,
-            clock: Callable[[], datetime] | None) -> VerifiedStatement:
+            clock: Callable[[], datetime] | None, key_flag: str = "--key") -> VerifiedStatement:
     view = parse_bundle(bundle_bytes, what="signature")
     warnings: list[str] = []
     if mode == "keyless":
@@ -143,7 +148,7 @@ def _verify(bundle_bytes: bytes, mode: Mode, identities: tuple[Identity, ...],
     elif mode == "key":
         assert key is not None
         _require_material(view, ("publicKey",), mode)
-        signer, payload_type, payload = _with_key(view, key, warnings)
+        signer, payload_type, payload = _with_key(view, key, warnings, key_flag)
     else:
         _require_material(view, ("x509CertificateChain",), mode)
         signer, payload_type, payload = _with_chain(view, cert_chain, clock, warnings)
@@ -279,7 +284,8 @@ def _classify(e: Exception, chain_failed: bool, trust: Trust, bundle: Any) -> Si
         return SignatureError(
             "the signing certificate does not chain to the trusted root "
             f"({trust.describe()}): foreign or wrong trust root",
-            actual=msg[:300],
+            expected="a certificate issued by the trusted root's Fulcio CA",
+            actual=_issuer_of(bundle) or msg[:300],
             hint="verify against the Sigstore instance that signed it: --trusted-root FILE, "
                  "--trust-config FILE or --staging")
     if "log entry" in low or "inclusion" in low or "checkpoint" in low or "entry" in low:
@@ -298,6 +304,15 @@ def _classify(e: Exception, chain_failed: bool, trust: Trust, bundle: Any) -> Si
                           hint=_TAMPER_HINT)
 
 
+def _issuer_of(bundle: Any) -> str | None:
+    """"a certificate issued by 'CN=...'" for the bundle's (unverified) signing certificate."""
+    try:
+        issuer = bundle.signing_certificate.issuer.rfc4514_string()
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return f"a certificate issued by {issuer[:200]!r}" if issuer else None
+
+
 def _log_time_outside_certificate(bundle: Any) -> bool:
     """Whether the bundle's (unverified) log time is outside its leaf's validity window: then a
     failed chain check means an altered or inconsistent time, not a foreign root."""
@@ -314,8 +329,8 @@ def _fingerprint(cert: x509.Certificate) -> str:
 
 
 # ---------------------------------------------------------------------- key
-def _with_key(view: BundleView, key_path: PathLike,
-              warnings: list[str]) -> tuple[Signer, str, bytes]:
+def _with_key(view: BundleView, key_path: PathLike, warnings: list[str],
+              key_flag: str = "--key") -> tuple[Signer, str, bytes]:
     key = load_public_key(key_path)
     hint = public_key_hint(key)
     if view.key_hint is None:
@@ -326,7 +341,7 @@ def _with_key(view: BundleView, key_path: PathLike,
             "signed with a different key",
             expected=f"key hint {hint} (sha256 of {os.fspath(key_path)})",
             actual=f"key hint {view.key_hint[:80]}",
-            hint="check that --key is the publisher's public key")
+            hint=f"check that {key_flag} is the publisher's public key")
     if view.tlog_entries:
         warnings.append("the bundle carries transparency-log entries; key verification does not "
                         "check them")

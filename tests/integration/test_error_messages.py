@@ -98,3 +98,66 @@ def test_invalid_trust_config_names_the_field(model: Path, tmp_path: Path,
     assert "found field 'trustedRoot': Field required (+1 more))" in msg
     assert "; next: pass the trust_config.json your deployment (or `modelsign sigstore serve`)" \
         in msg
+
+
+# --------------------------------------------------------------------------- verify usage
+def test_ignore_path_outside_the_model(model: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    kp = make_key(tmp_path)
+    msg = _fails(capsys, "sign", model, "--key", kp.private, "--ignore-path", "/abs", code=2)
+    assert "--ignore-path '/abs' must be a relative POSIX path (expected e.g. 'logs'" in msg
+    assert "found '/abs'); next: give it relative to the model, e.g. --ignore-path logs" in msg
+    msg = _fails(capsys, "sign", model, "--key", kp.private, "--ignore-path", "../x", code=2)
+    assert "must name something inside the model (expected a relative path without '..', " \
+           "found '../x'); next: give it relative to the model" in msg
+
+
+def test_identity_rules_with_key(model: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    kp = make_key(tmp_path)
+    msg = _fails(capsys, "verify", model, "--key", kp.public, "--identity", "a@b.example",
+                 "--issuer", "https://issuer.example", code=2)
+    assert "cannot be combined with --key; next: drop --identity/--issuer (a key signature " \
+           "names no identity), or drop --key" in msg
+
+
+def test_invalid_identity_regex(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    msg = _fails(capsys, "verify", model, "--identity-regex", "(", "--issuer",
+                 "https://issuer.example", code=2)
+    assert "identity regex '(' is not a valid regular expression (expected a Python regular " \
+           "expression, found missing )" in msg
+    assert "; next: use Python re syntax" in msg
+
+
+def test_wrong_parent_key_names_the_flag(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    for d in (parent, child):
+        d.mkdir()
+        (d / "w.bin").write_bytes(d.name.encode())
+    a, b = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    assert run(["sign", str(parent), "--key", str(a.private)]) == 0
+    capsys.readouterr()
+    msg = _fails(capsys, "attest", child, "--relation", "finetune", "--base-model", parent,
+                 "--parent-key", b.public, "--key", a.private, code=1)
+    assert msg.startswith(f"{parent / 'model.sig'}: signed with a different key (expected key "
+                          f"hint ")
+    assert f"(sha256 of {b.public}), found key hint " in msg
+    assert msg.endswith("; next: check that --parent-key is the publisher's public key")
+
+
+def test_foreign_trust_root_names_the_issuer(model: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from modelsign.testing import LoopbackSigstore
+
+    with LoopbackSigstore() as s:
+        tc = s.write_trust_config(tmp_path / "trust_config.json")
+        assert run(["sign", str(model), "--trust-config", str(tc), "--identity-token",
+                    s.mint_token("a@modelsign.test")]) == 0
+        capsys.readouterr()
+        msg = _fails(capsys, "verify", model, "--identity", "a@modelsign.test", "--issuer",
+                     s.url, code=1)  # against the production root
+    assert "does not chain to the trusted root (Sigstore production" in msg
+    assert "foreign or wrong trust root (expected a certificate issued by the trusted root's " \
+           "Fulcio CA, found a certificate issued by 'CN=modelsign loopback Fulcio" in msg
+    assert "; next: verify against the Sigstore instance that signed it" in msg
