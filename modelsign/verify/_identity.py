@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.x509.oid import ObjectIdentifier
-from sigstore.errors import VerificationError as SigstoreVerificationError
-from sigstore.verify.policy import AnyOf
 
 from modelsign.errors import IdentityError, InputError
 
@@ -203,6 +201,8 @@ class _RulePolicy:
         self.rule = rule
 
     def verify(self, cert: x509.Certificate) -> None:
+        from sigstore.errors import VerificationError as SigstoreVerificationError
+
         issuer = certificate_issuer(cert)
         if issuer != self.rule.issuer:
             raise SigstoreVerificationError(
@@ -225,9 +225,13 @@ class IdentityPolicy:
         self.rules = rules
         self.outcome = _Outcome()
         self.failed = False
+        from sigstore.verify.policy import AnyOf  # sigstore loads in ~0.5 s: keyless only
+
         self._any = AnyOf([_RulePolicy(r) for r in rules])
 
     def verify(self, cert: x509.Certificate) -> None:
+        from sigstore.errors import VerificationError as SigstoreVerificationError
+
         self.outcome = _Outcome(True, certificate_sans(cert), certificate_issuer(cert))
         try:
             self._any.verify(cert)
