@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from datetime import datetime
@@ -269,8 +270,11 @@ def attest(
     from modelsign.statements._provenance import DEFAULT_BUILDER_ID
 
     if relation not in RELATIONS:
+        close = difflib.get_close_matches(relation, RELATIONS, n=1)
         raise InputError("unknown --relation", expected=" | ".join(RELATIONS),
-                         actual=repr(relation)[:80])
+                         actual=repr(relation)[:80],
+                         hint=f"did you mean {close[0]!r}?" if close
+                         else "pass one of the expected relations, e.g. --relation finetune")
     verifier = _parent_verifier(ctx.meta.get(_ORDER_KEY, []), parent_identity or [],
                                 parent_identity_regex or [], parent_issuer or [], parent_key,
                                 parent_cert_chain or [], parent_trusted_root, parent_trust_config)
@@ -319,8 +323,8 @@ def claims(
     from modelsign.claims import inspect_claims
 
     if not path.exists():
-        raise InputError("path not found", actual=str(path),
-                         hint="pass the model (or dataset) directory")
+        raise InputError("path not found", path=path,
+                         hint="pass the model (or dataset) directory, or its claims.jsonl")
     read, infos = inspect_claims(path)
     if output_format is OutputFormat.json:
         doc = {"path": str(read.path), "exists": read.exists, "verified": False,

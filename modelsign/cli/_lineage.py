@@ -465,7 +465,10 @@ def store_add(
     signer = SignerRule.of(identities=rules, key=key) if (rules or key is not None) else None
     trust = _trust(trusted_root, trust_config, False, False)
     if store.exists() and not store.is_dir():
-        raise InputError("--store is not a directory", path=store)
+        raise InputError("--store is not a directory", path=store,
+                         expected="a directory (created if missing)",
+                         actual="a file" if store.is_file() else "not a directory",
+                         hint="pass a directory to --store, e.g. --store ./provenance-store")
     entry = do_add(path, store, signer=signer, trust=trust)
     checked = (f"signer verified: {entry.verified_signer}" if entry.verified_signer
                else "files match model.sig; signer not checked here (lineage checks it)")

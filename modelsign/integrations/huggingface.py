@@ -239,7 +239,9 @@ def parse_repo_ref(text: str) -> RepoRef:
     repo_id, sep, revision = text.partition("@")
     if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or (sep and not revision):
         raise InputError("not a Hub repo reference", expected="org/name or org/name@revision",
-                         actual=repr(text)[:200])
+                         actual=repr(text)[:200],
+                         hint="name the repo with its owner, e.g. acme/llama-ft or "
+                              "acme/llama-ft@main")
     return RepoRef(repo_id, revision or None)
 
 

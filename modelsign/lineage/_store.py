@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelsign.claims import MAX_CLAIMS_FILE_BYTES, claims_path, read_claims
-from modelsign.errors import InputError, IntegrityError, PathError
+from modelsign.errors import IdentityError, InputError, IntegrityError, PathError
 from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE
 from modelsign.lineage._model import SignerRule
 from modelsign.statements import canonical_bytes, manifest_from_statement, parse_statement
@@ -105,7 +105,14 @@ def store_add(
     if signer is not None:
         from modelsign.lineage._walk import verify_with_rule
 
-        result = verify_with_rule(root, signer, trust=trust, use_cache=use_cache)
+        try:
+            result = verify_with_rule(root, signer, trust=trust, use_cache=use_cache)
+        except IdentityError as e:
+            if e.hint is not None:
+                raise
+            raise IdentityError(e.problem, path=e.path, expected=e.expected, actual=e.actual,
+                                hint="check who signed it; pass that signer's --key/--identity "
+                                     "if you trust it") from e
         manifest = result.manifest
         who = f"{result.signer.kind} {result.signer.identity}"
     else:

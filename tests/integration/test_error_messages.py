@@ -161,3 +161,52 @@ def test_foreign_trust_root_names_the_issuer(model: Path, tmp_path: Path,
     assert "foreign or wrong trust root (expected a certificate issued by the trusted root's " \
            "Fulcio CA, found a certificate issued by 'CN=modelsign loopback Fulcio" in msg
     assert "; next: verify against the Sigstore instance that signed it" in msg
+
+
+# ------------------------------------------------------------------ claims, lineage store, hub
+def test_claims_on_a_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    msg = _fails(capsys, "claims", tmp_path / "nope", code=2)
+    assert msg == (f"{tmp_path / 'nope'}: path not found; next: pass the model (or dataset) "
+                   "directory, or its claims.jsonl")
+
+
+@pytest.mark.parametrize("relation,hint", [("fine", "did you mean 'finetune'?"),
+                                           ("quantised", "did you mean 'quantized'?"),
+                                           ("zzz", "pass one of the expected relations")])
+def test_unknown_relation_suggests_one(model: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       relation: str, hint: str) -> None:
+    msg = _fails(capsys, "attest", model, "--relation", relation,
+                 "--key", make_key(tmp_path).private, code=2)
+    assert msg.startswith("unknown --relation (expected pretrain | finetune | ")
+    assert f"found {relation!r}); next: {hint}" in msg
+
+
+def test_store_add_to_a_file(model: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    store.write_text("")
+    msg = _fails(capsys, "store", "add", model, "--store", store, code=2)
+    assert msg == (f"{store}: --store is not a directory (expected a directory (created if "
+                   "missing), found a file); next: pass a directory to --store, e.g. --store "
+                   "./provenance-store")
+
+
+def test_store_add_with_another_signers_key(model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    assert run(["sign", str(model), "--key", str(a.private)]) == 0
+    capsys.readouterr()
+    msg = _fails(capsys, "store", "add", model, "--store", tmp_path / "store",
+                 "--key", b.public, code=1)
+    assert msg.startswith(f"{model / 'model.sig'}: signed with the key sha256:")
+    assert f"which is not an allowed key: key {b.public}" in msg
+    assert msg.endswith("; next: check who signed it; pass that signer's --key/--identity if you "
+                        "trust it")
+
+
+def test_bad_hub_repo_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    msg = _fails(capsys, "hf", "verify", "acme", "--key", make_key(tmp_path).public, code=2)
+    assert msg == ("not a Hub repo reference (expected org/name or org/name@revision, found "
+                   "'acme'); next: name the repo with its owner, e.g. acme/llama-ft or "
+                   "acme/llama-ft@main")
