@@ -176,8 +176,14 @@ def load_bundle(data: bytes | str, *, what: str = "signature",
                                    expected="a JSON object", actual=type(obj).__name__)
     media_type = obj.get("mediaType")
     if media_type not in READABLE_BUNDLE_MEDIA_TYPES:
+        resign = "re-sign with modelsign sign (a claim: modelsign attest)"
+        if "mediaType" not in obj:
+            found, hint = "no mediaType", f"not a Sigstore bundle; {resign}"
+        else:
+            found, hint = repr(media_type)[:100], f"{resign}, or upgrade modelsign if the " \
+                "bundle is from a newer Sigstore client"
         raise SignatureFormatError(f"{what} has an unsupported bundle mediaType",
-                                   expected=BUNDLE_MEDIA_TYPE, actual=repr(media_type)[:100])
+                                   expected=BUNDLE_MEDIA_TYPE, actual=found, hint=hint)
     if "messageSignature" in obj and "dsseEnvelope" not in obj:
         raise SignatureFormatError(f"{what} signs a blob, not an in-toto statement",
                                    expected="dsseEnvelope", actual="messageSignature",

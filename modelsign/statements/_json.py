@@ -89,7 +89,10 @@ def load_json(data: bytes | str, *, what: str, max_bytes: int = MAX_JSON_BYTES,
         ) from e
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureFormatError(f"{what} is not valid JSON", expected="a JSON document",
-                                   actual=f"{type(e).__name__}: {str(e)[:120]}") from e
+                                   actual=f"{type(e).__name__}: {str(e)[:120]}",
+                                   hint="get the file again (a truncated download or an HTML "
+                                        "error page is not JSON), or re-create it with "
+                                        "modelsign sign (a claim: modelsign attest)") from e
     if _depth(value, max_depth) > max_depth:
         raise SignatureFormatError(f"{what} nests JSON too deeply",
                                    expected=f"<= {max_depth} levels", actual="more")
