@@ -24,7 +24,8 @@ _SCHEMA_HELP = (
     "Point your editor's YAML language server at it for completion and checks as you type.\n\n"
     "Examples:\n\n"
     "  modelsign policy schema > policy.schema.json\n\n"
-    "  modelsign policy schema --report\n"
+    "  modelsign policy schema --report\n\n"
+    "Exit codes: 0 printed, 3 internal error.\n"
 )
 
 _LINT_HELP = (

@@ -255,7 +255,7 @@ def _read(path: Path) -> bytes:
             data = f.read(MAX_POLICY_BYTES + 1)
     except FileNotFoundError as e:
         raise PolicyFileError("policy file not found", path=path,
-                              hint="check the path given to --policy") from e
+                              hint="check the policy file path") from e
     except IsADirectoryError as e:
         raise PolicyFileError("policy path is a directory, not a file", path=path) from e
     except OSError as e:

@@ -80,10 +80,11 @@ def _bundle_facts(raw: bytes) -> tuple[str | None, str | None]:
 
 
 def verify_options(policy: Policy, rules: tuple[SignerRule, ...], raw_bundle: bytes,
-                   *, what: str = "model.sig") -> list[dict[str, Any]]:
+                   *, what: str = "model.sig",
+                   path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Keyword arguments for ``verify_model``/``verify_bundle`` that ``rules`` give for this
-    bundle, most likely first. Raises :class:`IdentityError` when the policy names no material
-    of the bundle's kind."""
+    bundle, most likely first. Raises :class:`IdentityError` (naming ``path``, the model) when
+    the policy names no material of the bundle's kind."""
     kind, hint = _bundle_facts(raw_bundle)
     keys = [r.public_key for r in rules if r.public_key is not None]
     chains = [policy.resolve(r.certificate_chain) for r in rules
@@ -92,12 +93,13 @@ def verify_options(policy: Policy, rules: tuple[SignerRule, ...], raw_bundle: by
     if kind == "publicKey":
         if not keys:
             raise IdentityError(f"{what} is signed with a key, but the policy's signers name no "
-                                "publicKey", hint="add the publisher's key to the policy "
-                                "(publicKey: FILE) if it is trusted")
+                                "publicKey", path=path,
+                                hint="add the publisher's key to the policy (publicKey: FILE) "
+                                     "if it is trusted")
         matching = [k for k in keys if policy.key_ids.get(k) == f"sha256:{hint}"]
         if hint is not None and not matching:
             raise IdentityError(
-                f"{what} is signed with a key the policy does not name",
+                f"{what} is signed with a key the policy does not name", path=path,
                 expected=" or ".join(f"{k} ({policy.key_ids.get(k)})" for k in keys),
                 actual=f"key sha256:{hint}",
                 hint="check who signed this model; add their key only if it is trusted")
@@ -105,16 +107,21 @@ def verify_options(policy: Policy, rules: tuple[SignerRule, ...], raw_bundle: by
     if kind == "x509CertificateChain":
         if not chains:
             raise IdentityError(f"{what} is signed with a certificate, but the policy's signers "
-                                "name no certificateChain")
+                                "name no certificateChain", path=path,
+                                hint="add {certificateChain: FILE} to the policy's signers: if "
+                                     "you trust that CA")
         return [{"cert_chain": chains}]
     if kind == "certificate" or kind is None:
         if not identities:
             if kind is None:  # unreadable: let the verifier report it with any option
                 return [{"key": policy.resolve(keys[0])}] if keys else [{"cert_chain": chains}]
             raise IdentityError(f"{what} is a Sigstore keyless signature, but the policy's "
-                                "signers name no Sigstore identity")
+                                "signers name no Sigstore identity", path=path,
+                                hint="add {issuer, identity} to the policy's signers: if you "
+                                     "trust that signer")
         return [{"identities": identities}]
-    raise IdentityError(f"{what} carries verification material of an unknown kind {kind!r}")
+    raise IdentityError(f"{what} carries verification material of an unknown kind {kind!r}",
+                        path=path)
 
 
 def _claim_runs(policy: Policy) -> list[dict[str, Any]]:
@@ -241,7 +248,8 @@ def verify_with_policy(
 
     trust = trust or policy.trust()
     sig_path = Path(signature) if signature is not None else default_signature_path(Path(path))
-    options = verify_options(policy, policy.document.signers, read_bundle(sig_path))
+    options = verify_options(policy, policy.document.signers, read_bundle(sig_path),
+                             what=sig_path.name, path=path)
     result: VerificationResult | None = None
     for i, opts in enumerate(options):
         try:

@@ -210,3 +210,52 @@ def test_bad_hub_repo_reference(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert msg == ("not a Hub repo reference (expected org/name or org/name@revision, found "
                    "'acme'); next: name the repo with its owner, e.g. acme/llama-ft or "
                    "acme/llama-ft@main")
+
+
+# -------------------------------------------------------------------- signature files, policy
+@pytest.mark.parametrize("content,found,hint", [
+    (b"<html>", "found JSONDecodeError: Expecting value",
+     "; next: get the file again (a truncated download or an HTML error page is not JSON), or "
+     "re-create it with modelsign sign"),
+    (b'{"dsseEnvelope": {}}', "found no mediaType)",
+     "; next: not a Sigstore bundle; re-sign with modelsign sign"),
+])
+def test_signature_file_not_a_bundle(model: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     content: bytes, found: str, hint: str) -> None:
+    (model / "model.sig").write_bytes(content)
+    msg = _fails(capsys, "verify", model, "--key", make_key(tmp_path).public, code=2)
+    assert msg.startswith(f"{model / 'model.sig'}: signature ")
+    assert found in msg and hint in msg
+
+
+def test_policy_lint_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = run(["policy", "lint", str(tmp_path / "nope.yaml")])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert f"{tmp_path / 'nope.yaml'}: policy file not found; next: check the policy file " \
+           "path" in out + err
+    assert "--policy" not in out + err  # lint takes the file as an argument
+
+
+def test_policy_names_no_sigstore_identity(model: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from modelsign.testing import LoopbackSigstore
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: modelsign/v1\nkind: ModelPolicy\n"
+                      f"signers:\n  - publicKey: {make_key(tmp_path).public}\n")
+    with LoopbackSigstore() as s:
+        tc = s.write_trust_config(tmp_path / "trust_config.json")
+        assert run(["sign", str(model), "--trust-config", str(tc), "--identity-token",
+                    s.mint_token("a@modelsign.test")]) == 0
+    capsys.readouterr()
+    msg = _fails(capsys, "verify", model, "--policy", policy, code=1)
+    assert msg == (f"{model}: model.sig is a Sigstore keyless signature, but the policy's "
+                   "signers name no Sigstore identity; next: add {issuer, identity} to the "
+                   "policy's signers: if you trust that signer")
+
+
+def test_every_help_names_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["policy", "schema", "--help"]) == 0
+    assert "Exit codes: 0 printed" in capsys.readouterr().out
