@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
@@ -21,6 +23,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from modelsign.errors import InternalError
+from modelsign.lineage import ParentRule as LineageParentRule
+from modelsign.lineage import SignerRule as LineageSignerRule
+from modelsign.lineage import rule_for
 from modelsign.policy._cel import (
     DEFAULT_MAX_STEPS,
     DEFAULT_TIMEOUT,
@@ -29,7 +34,7 @@ from modelsign.policy._cel import (
     evaluate_condition,
     to_cel,
 )
-from modelsign.policy._facts import ClaimFacts, Facts, SignerFacts
+from modelsign.policy._facts import ClaimFacts, Facts, LineageNodeFacts, SignerFacts
 from modelsign.policy._load import Loc, Policy
 from modelsign.policy._model import (
     CLAIM_CONTEXT_NAMES,
@@ -52,6 +57,26 @@ _FORMAT_WORDS = {"pickle": "a pickle", "pytorch-zip": "a PyTorch zip archive wit
 
 
 _DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$|@)")
+
+
+#: The lineage's rule matcher needs a signer per rule; the policy only borrows its selection.
+_SELECT_ONLY = LineageSignerRule(keys=(Path("<policy lineage.parents>"),))
+
+
+@dataclass(frozen=True, slots=True)
+class _DatasetUse:
+    """One dataset as one verified claim names it: the model's own (``who`` = the claim's
+    line) or an ancestor's (``who`` = "used by <ancestor>"). ``digests`` are the root digests
+    it is known by (recorded, and resolved for a Hub revision); ``node`` is its lineage node."""
+
+    label: str
+    who: str
+    digests: tuple[str, ...]
+    uri: str | None
+    node: LineageNodeFacts | None
+
+    def describe(self) -> str:
+        return f"{self.label} ({self.who})"
 
 
 def _glob(uri: str, pattern: str) -> bool:
@@ -271,6 +296,23 @@ class _Run:
                 self.add(loc, "fail", message or f"condition `{expr}` is false")
 
     # -- datasets --------------------------------------------------------------------------
+    def dataset_uses(self) -> list[_DatasetUse]:
+        """Every dataset the verified facts name: the model's own claims, then (when the
+        lineage was walked) every dataset an ancestor's verified claim names."""
+        lin = self.facts.lineage
+        by_digest = {n.digest: n for n in lin.nodes if n.role == "dataset" and n.digest}
+        uses = [_DatasetUse(d.label() or "a dataset without name or digest", c.where(),
+                            tuple(x for x in (d.sha256,) if x), d.uri,
+                            by_digest.get(d.sha256 or ""))
+                for c, view in self.facts.derivations for d in view.datasets]
+        for e in dict.fromkeys(e for e in lin.edges if e.role == "dataset" and not e.from_subject):
+            digests = tuple(dict.fromkeys(x for x in (e.digest, e.parent_digest) if x))
+            who = e.uri or e.name or ""
+            label = f"{who} sha256:{digests[0]}".strip() if digests else (who or e.parent)
+            uses.append(_DatasetUse(label, f"used by {e.child}", digests, e.uri,
+                                    by_digest.get(e.parent_digest)))
+        return uses
+
     def rule_datasets(self) -> None:
         rules = self.doc.datasets
         if rules is None:
@@ -288,58 +330,66 @@ class _Run:
                 self.add(loc, "fail", "no verified provenance claim lists the datasets, so "
                          "they cannot be checked; attest the model with its --dataset(s)")
             return
-        datasets = [(claim, d) for claim, view in derivations for d in view.datasets]
+        lin = self.facts.lineage
+        uses = self.dataset_uses()
+        # Without the walk only the model's own claims are known: what its ancestors were
+        # trained on (and what its datasets were derived from) is not. Absence of evidence
+        # fails (docs/decisions/0009-policy.md): a registry gates on the exit code.
+        unjudged = None
+        if not lin.walked and any(v.base_models or v.datasets for _, v in derivations):
+            unjudged = ("only this model's own claims were judged: the lineage was not walked, "
+                        "so the datasets of its ancestors (and those its datasets were derived "
+                        "from) are unknown; verify with --lineage")
+        unfollowed = [n for n in lin.nodes if n.state not in ("verified", "claim_invalid")]
+        partial = "" if not unfollowed else (
+            f"; {len(unfollowed)} ancestor(s) did not verify and were not followed, so their "
+            f"own datasets are unknown (see the lineage): "
+            + _some([n.label() for n in unfollowed]))
 
-        def label(d: Any) -> str:
-            return d.label() or "a dataset without name or digest"
-
-        def hits(refs: Sequence[str], d: Any) -> bool:
+        def hits(refs: Sequence[str], u: _DatasetUse) -> bool:
             for ref in refs:
                 if ref.startswith("sha256:"):
-                    if d.sha256 is not None and ref == f"sha256:{d.sha256}":
+                    if ref[7:] in u.digests:
                         return True
-                elif d.uri is not None and _glob(d.uri, ref):
+                elif u.uri is not None and _glob(u.uri, ref):
                     return True
             return False
 
+        def judged(loc: Loc, bad: list[str], fail: str, ok: str) -> None:
+            if bad:
+                self.add(loc, "fail", fail + ("; " + unjudged if unjudged else ""))
+            elif unjudged:
+                self.add(loc, "fail", f"{ok}, but {unjudged}")
+            else:
+                self.add(loc, "pass", ok + partial)
+
         if rules.allow is not None:
-            bad = [f"{label(d)} ({c.where()})" for c, d in datasets
-                   if not hits(rules.allow, d)]
-            if bad:
-                self.add(("datasets", "allow"), "fail",
-                         f"the provenance names dataset(s) the policy does not allow: "
-                         f"{_some(bad)}; allowed: {', '.join(rules.allow)[:500]}")
-            else:
-                self.add(("datasets", "allow"), "pass",
-                         f"all {len(datasets)} dataset(s) are allowed")
+            bad = [u.describe() for u in uses if not hits(rules.allow, u)]
+            judged(("datasets", "allow"), bad,
+                   f"the provenance names dataset(s) the policy does not allow: {_some(bad)}; "
+                   f"allowed: {', '.join(rules.allow)[:500]}",
+                   f"all {len(uses)} dataset(s) are allowed")
         if rules.deny:
-            bad = [f"{label(d)} ({c.where()})" for c, d in datasets if hits(rules.deny, d)]
-            if bad:
-                self.add(("datasets", "deny"), "fail",
-                         f"the provenance names denied dataset(s): {_some(bad)}")
-            else:
-                self.add(("datasets", "deny"), "pass",
-                         f"none of the {len(datasets)} dataset(s) is denied")
+            bad = [u.describe() for u in uses if hits(rules.deny, u)]
+            judged(("datasets", "deny"), bad,
+                   f"the provenance names denied dataset(s): {_some(bad)}",
+                   f"none of the {len(uses)} dataset(s) is denied")
         if rules.require_signed:
-            lineage = self.facts.lineage
-            states = {n.digest: n for n in lineage.nodes if n.role == "dataset"}
             bad = []
-            for _, d in datasets:
-                node = states.get(d.sha256 or "")
-                if node is None:
-                    why = "its own signature was not checked" + (
-                        "" if lineage.resolved else " (lineage not resolved: verify with "
-                        "--lineage)")
-                    bad.append(f"{label(d)}: {why}")
-                elif node.state != "verified":
-                    bad.append(f"{label(d)}: {node.state.replace('_', ' ')}"
-                               + (f" ({node.reason})" if node.reason else ""))
+            for u in uses:
+                if u.node is None:
+                    bad.append(f"{u.describe()}: its own signature was not checked" + (
+                        "" if lin.walked else " (lineage not resolved: verify with --lineage)"))
+                elif u.node.state != "verified":
+                    bad.append(f"{u.describe()}: {u.node.state.replace('_', ' ')}"
+                               + (f" ({u.node.reason})" if u.node.reason else ""))
             if bad:
                 self.add(("datasets", "requireSigned"), "fail",
                          f"every dataset must be signed and verified: {_some(bad)}")
             else:
                 self.add(("datasets", "requireSigned"), "pass",
-                         f"all {len(datasets)} dataset(s) verified on their own signatures")
+                         f"all {len(uses)} dataset(s) verified on their own signatures"
+                         + partial)
 
     # -- lineage ---------------------------------------------------------------------------
     def rule_lineage(self) -> None:
@@ -393,19 +443,33 @@ class _Run:
             else:
                 self.add(loc, "pass", f"{len(edges)} derivation step(s), all of "
                          f"{', '.join(rules.allowed_relations)}")
+        # Ancestors are selected as `modelsign lineage --parent-*` selects them (the lineage's
+        # own rule_for: digest patterns first, then the first matching glob over the recorded
+        # URI, else the recorded name), so each ancestor is judged by one pattern's rules.
+        # The lineage SignerRule is a placeholder: the policy's signers (with their pins) are
+        # judged here, by self.match.
+        selectors = [LineageParentRule(p.match, _SELECT_ONLY) for p in rules.parents]
+        chosen: dict[str, list[LineageNodeFacts]] = {}
+        if not unresolved:
+            for n in lin.models:
+                _, pattern = rule_for(selectors, digest=n.digest or None, uri=n.uri,
+                                      name=n.name)
+                if pattern is not None:
+                    chosen.setdefault(pattern, []).append(n)
         for j, parent in enumerate(rules.parents):
             loc = ("lineage", "parents", j)
             if unresolved:
                 self.add(loc, "fail", unresolved)
                 continue
-            matched = [n for n in lin.models
-                       if n.uri is not None and _glob(n.uri, parent.match)]
+            matched = chosen.get(parent.match, [])
+            signers = tuple(s for p in rules.parents if p.match == parent.match
+                            for s in p.signers)
             bad = []
             for n in matched:
                 if n.state != "verified" or n.signer is None:
                     bad.append(f"{n.label()}: {n.state.replace('_', ' ')}")
                     continue
-                i, refusal = self.match(parent.signers, n.signer)
+                i, refusal = self.match(signers, n.signer)
                 if i is None:
                     bad.append(f"{n.label()} signed by {n.signer.describe()}, {refusal}")
             if bad:
@@ -414,8 +478,24 @@ class _Run:
                 self.add(loc, "pass", f"{len(matched)} ancestor(s) matching {parent.match} "
                          "signed by an allowed signer")
             else:
-                self.add(loc, "pass", f"no ancestor matches {parent.match}")
+                self.add(loc, "warn", self.selects_nothing(parent.match, selectors[j]))
         self.rule_conditions(("lineage", "conditions"), rules.conditions)
+
+    def selects_nothing(self, pattern: str, selector: LineageParentRule) -> str:
+        """Why a parents rule judged no ancestor (a warning: a typo must not read as a pass)."""
+        models = self.facts.lineage.models
+        if not models:
+            return (f"no ancestor matches {pattern}: the model has no ancestor models, so the "
+                    "rule judged nothing")
+        taken = [n.label() for n in models
+                 if selector.matches(digest=n.digest or None, uri=n.uri, name=n.name)]
+        if taken:
+            return (f"no ancestor matches {pattern} first: {_some(taken)} also match it, but "
+                    "a digest pattern or an earlier glob selected them, so this rule judged "
+                    "nothing")
+        return (f"no ancestor matches {pattern}, so the rule judged nothing; the ancestors are "
+                f"{_some([n.label() for n in models])} (a glob matches the recorded URI, else "
+                "the recorded name; select one ancestor by sha256:<root digest>)")
 
     # -- frameworks ------------------------------------------------------------------------
     def rule_frameworks(self) -> None:

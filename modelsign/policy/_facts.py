@@ -13,8 +13,8 @@ The CEL context (:meth:`Facts.cel_context`), documented in docs/decisions/0009-p
                  subject: {name, digest}, predicateType}
     claims      [{line, predicateType, signer: {kind, identity, issuer, extensions, time,
                   timeSource}, predicate}]                       -- verified claims only
-    lineage     {resolved, depth, nodes: [{digest, role, uri, relation, state, depth, child,
-                                           signer (or null)}],
+    lineage     {resolved, depth, nodes: [{digest, role, uri, name, relation, state, depth,
+                                           child, signer (or null)}],
                  edges: [{child, parent, role, relation}]}   -- parent/child: labels
     files       [{path, digest, format, pickle}]     -- format "unknown" if not inspected
     frameworks  {name: [versions]}                                -- from verified provenance
@@ -149,23 +149,32 @@ class LineageNodeFacts:
     child: str
     signer: SignerFacts | None
     reason: str | None = None
+    name: str | None = None
 
     def label(self) -> str:
-        """As the lineage report names nodes: URI, then the digest's first 12 hex."""
+        """As the lineage report names nodes: URI, else name, then the digest's first 12 hex."""
+        who = self.uri or self.name or ""
         if not self.digest:
-            return self.uri or "?"
-        return f"{self.uri or ''} sha256:{self.digest[:12]}".strip()
+            return who or "?"
+        return f"{who} sha256:{self.digest[:12]}".strip()
 
 
 @dataclass(frozen=True, slots=True)
 class LineageEdgeFacts:
-    """``child`` was derived from ``parent`` (labels), as the child's verified claim says."""
+    """``child`` was derived from ``parent`` (labels), as the child's verified claim says.
+    ``digest``, ``uri`` and ``name`` are what that claim recorded for the parent;
+    ``parent_digest`` is the parent node's root digest (the signed one of a Hub parent named by
+    revision only; empty when unknown)."""
 
     child: str
     parent: str
     role: Literal["base_model", "dataset"]
     relation: str
     from_subject: bool
+    digest: str | None = None
+    uri: str | None = None
+    name: str | None = None
+    parent_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +182,14 @@ class LineageFacts:
     """The ancestors of the model. ``resolved`` is false when the model has no verified
     provenance (nothing says what its parents are), or when its provenance names parents but
     the lineage was not walked; then ``nodes`` is empty and the lineage rules fail and say
-    why."""
+    why. ``walked`` is true when a lineage graph was given (``verify --lineage``): only then
+    are the ancestors' own claims (their datasets, their parents) known."""
 
     resolved: bool
     nodes: tuple[LineageNodeFacts, ...]
     why_unresolved: str | None = None
     edges: tuple[LineageEdgeFacts, ...] = ()
+    walked: bool = False
 
     @property
     def models(self) -> tuple[LineageNodeFacts, ...]:
@@ -259,7 +270,7 @@ class Facts:
                     s = n.signer.to_json()
                     s["time"] = n.signer.time
                 nodes.append({"digest": n.digest, "role": n.role, "uri": n.uri,
-                              "relation": n.relation,
+                              "name": n.name, "relation": n.relation,
                               "state": n.state, "depth": n.depth, "child": n.child,
                               "signer": s})
             frameworks = {name: sorted({v for v, _ in entries})
@@ -340,17 +351,20 @@ def _lineage(lineage: LineageGraph | None, claims: Sequence[ClaimFacts],
                                 expected=f"sha256:{root}",
                                 actual=f"sha256:{lineage.root.digest}")
         labels = {n.key: (n.label() or n.key) for n in lineage.all_nodes}
+        digests = {n.key: n.digest for n in lineage.all_nodes}
         nodes = []
         for n in lineage.nodes:
             if n.role not in ("base_model", "dataset"):  # pragma: no cover - the walker's
                 raise InternalError(f"lineage node {n.key} has role {n.role!r}")
             nodes.append(LineageNodeFacts(
                 n.digest, n.role, n.uri, n.relation, n.state, n.depth, _hex(n.child),
-                SignerFacts._from(n.signer) if n.signer is not None else None, n.reason))
+                SignerFacts._from(n.signer) if n.signer is not None else None, n.reason,
+                n.name))
         edges = tuple(LineageEdgeFacts(labels.get(e.child, e.child), labels.get(e.parent, e.parent),
-                                       e.role, e.relation, e.child == lineage.root.key)
+                                       e.role, e.relation, e.child == lineage.root.key,
+                                       e.digest, e.uri, e.name, digests.get(e.parent, ""))
                       for e in lineage.edges)
-        return LineageFacts(True, tuple(nodes), None, edges)
+        return LineageFacts(True, tuple(nodes), None, edges, walked=True)
     if lineage is not None and not isinstance(lineage, LineageGraph):
         raise InternalError(f"lineage is a {type(lineage).__name__}, not a LineageGraph",
                             hint="walk it with modelsign.lineage.verify_lineage")

@@ -306,10 +306,22 @@ class DatasetRules(_Input):
         return self
 
 
-class ParentRule(_Input):
-    """Rules for ancestors whose URI matches a glob."""
+def _parent_pattern(value: str) -> str:
+    if value.startswith("sha256:") and not _DIGEST_REF.match(value):
+        raise ValueError(f"{value[:80]!r}: a digest pattern is sha256:<64 lowercase hex>")
+    return value
 
-    match: Text = Field(description="URI glob, e.g. hf://meta-llama/*")
+
+class ParentRule(_Input):
+    """Rules for the ancestors a pattern selects, as ``modelsign lineage --parent-*`` selects
+    them: ``sha256:<root digest>`` (exact), or a glob over the URI the child recorded, else over
+    its recorded name (local and store ancestors have no URI). Digest patterns are tried first,
+    then the first glob that matches: each ancestor is judged by one pattern's rules."""
+
+    match: Annotated[str, Field(min_length=1, max_length=1024),
+                     AfterValidator(_parent_pattern)] = Field(
+        description="sha256:<root digest>, or a glob (* and ?) over the ancestor's recorded "
+        "URI, else its recorded name: e.g. hf://meta-llama/*, sha256:<64 hex>, base-*, *")
     signers: Signers = Field(description="Who must have signed a matching ancestor.")
 
 
