@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from modelsign.cli._options import (
     HASHING_PANEL,
@@ -24,6 +23,7 @@ from modelsign.cli._options import (
     ShardSizeOption,
     hash_spec_from_options,
 )
+from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
 from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,27 +84,11 @@ _ENV = "Environment and run"
 _SIGN_KEY = "Signing: key"
 _SIGN_KEYLESS = "Signing: keyless (Sigstore)"
 _PARENT_ID = "Verifying local parents"
-_ORDER_KEY = "modelsign.attest.option_order"
 
 
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-class _AttestCommand(TyperCommand):
-    """Remembers the command-line order of options (pairs --parent-identity, --parent-issuer)."""
-
-    # ``Any``: typer vendors its own click, whose Context type is private to typer.
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not ctx.resilient_parsing:
-            try:
-                _, _, order = self.make_parser(ctx).parse_args(args=list(args))
-                ctx.meta[_ORDER_KEY] = [p.name for p in order]
-            except Exception:  # noqa: BLE001 - the real parse below reports the same error
-                pass
-        result: list[str] = super().parse_args(ctx, args)
-        return result
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -275,7 +259,7 @@ def attest(
                          actual=repr(relation)[:80],
                          hint=f"did you mean {close[0]!r}?" if close
                          else "pass one of the expected relations, e.g. --relation finetune")
-    verifier = _parent_verifier(ctx.meta.get(_ORDER_KEY, []), parent_identity or [],
+    verifier = _parent_verifier(ctx.meta.get(ORDER_KEY, []), parent_identity or [],
                                 parent_identity_regex or [], parent_issuer or [], parent_key,
                                 parent_cert_chain or [], parent_trusted_root, parent_trust_config)
     params = _params(param or [])
@@ -380,5 +364,5 @@ def _text(read: ClaimsFile, infos: tuple[ClaimInfo, ...]) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("attest", help=_ATTEST_HELP, no_args_is_help=True, cls=_AttestCommand)(attest)
+    app.command("attest", help=_ATTEST_HELP, no_args_is_help=True, cls=OrderedCommand)(attest)
     app.command("claims", help=_CLAIMS_HELP, no_args_is_help=True)(claims)

@@ -18,15 +18,14 @@ from modelsign.cli._options import (
     ShardSizeOption,
     hash_spec_from_options,
 )
+from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
 from modelsign.cli._sign import _build_signer
 from modelsign.cli._verify import (
-    _ORDER_KEY,
     OutputFormat,
     _emit_json,
     _error_document,
     _print_files,
     _trust,
-    _VerifyCommand,
     identity_rules,
 )
 from modelsign.errors import InputError, ModelsignError
@@ -236,7 +235,7 @@ def _attester(path: Path, signer: Any, relation: str, bases: list[str],
     return hook
 
 
-@hf_app.command("verify", help=_VERIFY_HELP, no_args_is_help=True, cls=_VerifyCommand)
+@hf_app.command("verify", help=_VERIFY_HELP, no_args_is_help=True, cls=OrderedCommand)
 def verify(
     ctx: typer.Context,
     repo: Annotated[str, typer.Argument(help="org/name or org/name@revision (branch, tag, "
@@ -288,7 +287,7 @@ def verify(
             raise InputError("give the revision once: REPO@REV or --revision")
         if repo_type not in ("model", "dataset"):
             raise InputError("--repo-type must be model or dataset", actual=repo_type)
-        rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [],
+        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
                                identity_regex or [], issuer or [])
         if (key is not None or cert_chain) and (trusted_root or trust_config or staging):
             raise InputError("trust-root options apply to keyless signatures only")

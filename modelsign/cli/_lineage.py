@@ -404,11 +404,12 @@ def lineage(
         "--format", help="tree (default), json (one document; text on stderr), mermaid or "
         "dot.")] = LineageFormat.tree,
 ) -> None:
-    from modelsign.cli._verify import _ORDER_KEY, _trust, identity_rules
+    from modelsign.cli._ordered import ORDER_KEY
+    from modelsign.cli._verify import _trust, identity_rules
     from modelsign.lineage import verify_lineage
 
     try:
-        rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [],
+        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
                                identity_regex or [], issuer or [])
         trust = _trust(trusted_root, trust_config, False, False)
         kwargs = lineage_kwargs(
@@ -456,11 +457,12 @@ def store_add(
         "--trust-config", help="Sigstore ClientTrustConfig JSON.", rich_help_panel=_TRUST,
         show_default=False)] = None,
 ) -> None:
-    from modelsign.cli._verify import _ORDER_KEY, _trust, identity_rules
+    from modelsign.cli._ordered import ORDER_KEY
+    from modelsign.cli._verify import _trust, identity_rules
     from modelsign.lineage import SignerRule
     from modelsign.lineage import store_add as do_add
 
-    rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [], identity_regex or [],
+    rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [], identity_regex or [],
                            issuer or [])
     signer = SignerRule.of(identities=rules, key=key) if (rules or key is not None) else None
     trust = _trust(trusted_root, trust_config, False, False)
@@ -477,11 +479,11 @@ def store_add(
 
 
 def register(app: typer.Typer) -> None:
-    from modelsign.cli._verify import _VerifyCommand
+    from modelsign.cli._ordered import OrderedCommand
 
     app.command("lineage", help=_LINEAGE_HELP, no_args_is_help=True,
-                cls=_VerifyCommand)(lineage)
+                cls=OrderedCommand)(lineage)
     group = typer.Typer(name="store", help="The provenance store: signatures and claims of "
                         "ancestors, without their weights.", no_args_is_help=True)
-    group.command("add", help=_STORE_HELP, no_args_is_help=True, cls=_VerifyCommand)(store_add)
+    group.command("add", help=_STORE_HELP, no_args_is_help=True, cls=OrderedCommand)(store_add)
     app.add_typer(group, name="store")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from modelsign.cli._lineage import (
     FetchFilesOption,
@@ -27,6 +26,7 @@ from modelsign.cli._lineage import (
     lineage_kwargs,
     tree_text,
 )
+from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
 from modelsign.cli._text import err, out
 from modelsign.errors import (
     ClaimError,
@@ -66,27 +66,11 @@ _OTHER = "Key and certificate signatures"
 _TRUST = "Trust root (keyless)"
 _POLICY = "Policy"
 _LINEAGE = "Lineage (with --lineage)"
-_ORDER_KEY = "modelsign.verify.option_order"
 
 
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-class _VerifyCommand(TyperCommand):
-    """Remembers the command-line order of the options, to pair --identity with --issuer."""
-
-    # ``Any``: typer vendors its own click, whose Context type is private to typer.
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not ctx.resilient_parsing:
-            try:
-                _, _, order = self.make_parser(ctx).parse_args(args=list(args))
-                ctx.meta[_ORDER_KEY] = [p.name for p in order]
-            except Exception:  # noqa: BLE001 - the real parse below reports the same error
-                pass
-        result: list[str] = super().parse_args(ctx, args)
-        return result
 
 
 def identity_rules(order: list[str], identity: list[str], identity_regex: list[str],
@@ -210,7 +194,7 @@ def verify(
 ) -> None:
     json_mode = output_format is OutputFormat.json
     try:
-        rules = identity_rules(ctx.meta.get(_ORDER_KEY, []), identity or [],
+        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
                                identity_regex or [], issuer or [])
         if (key is not None or cert_chain) and (trusted_root or trust_config or staging
                                                 or refresh_trust):
@@ -417,4 +401,4 @@ def _err(line: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify", help=_HELP, no_args_is_help=True, cls=_VerifyCommand)(verify)
+    app.command("verify", help=_HELP, no_args_is_help=True, cls=OrderedCommand)(verify)
