@@ -173,6 +173,9 @@ def executor_from_options(executor: ExecutorName | str, scheduler: str | None, *
         backend = backend_module(source)
         if backend:
             modules.append(backend)
+    elif not os.path.lexists(source):
+        yield None  # the walk refuses the path at once: no cluster to start for that
+        return
     else:
         paths.append(os.path.abspath(source))
     with dask_executor(scheduler, modules=modules, paths=paths) as ex:
