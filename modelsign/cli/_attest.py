@@ -24,6 +24,16 @@ from modelsign.cli._options import (
     hash_spec_from_options,
 )
 from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
+from modelsign.cli._sign import (
+    CertOption,
+    ChainOption,
+    IdentityTokenOption,
+    OAuthForceOobOption,
+    PasswordFileOption,
+    SignKeyOption,
+    StagingOption,
+    TrustConfigOption,
+)
 from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,8 +91,6 @@ _CLAIMS_HELP = (
 _DERIVATION = "Derivation"
 _PARENTS = "Parents and inputs"
 _ENV = "Environment and run"
-_SIGN_KEY = "Signing: key"
-_SIGN_KEYLESS = "Signing: keyless (Sigstore)"
 _PARENT_ID = "Verifying local parents"
 
 
@@ -191,30 +199,14 @@ def attest(
     invocation_id: Annotated[str | None, typer.Option(
         "--invocation-id", help="The run's id (CI job URL, experiment id, ...).",
         rich_help_panel=_ENV, show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
-        rich_help_panel=_SIGN_KEY, show_default=False)] = None,
-    password_file: Annotated[Path | None, typer.Option(
-        "--password-file", help="File holding the --key password.", rich_help_panel=_SIGN_KEY,
-        show_default=False)] = None,
-    cert: Annotated[Path | None, typer.Option(
-        "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_SIGN_KEY,
-        show_default=False)] = None,
-    chain: Annotated[list[Path] | None, typer.Option(
-        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
-        rich_help_panel=_SIGN_KEY, show_default=False)] = None,
-    identity_token: Annotated[str | None, typer.Option(
-        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
-        rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
-    oauth_force_oob: Annotated[bool, typer.Option(
-        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
-        rich_help_panel=_SIGN_KEYLESS)] = False,
-    staging: Annotated[bool, typer.Option(
-        "--staging", help="Sign with Sigstore's staging instance (for tests).",
-        rich_help_panel=_SIGN_KEYLESS)] = False,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
-        rich_help_panel=_SIGN_KEYLESS, show_default=False)] = None,
+    key: SignKeyOption = None,
+    password_file: PasswordFileOption = None,
+    cert: CertOption = None,
+    chain: ChainOption = None,
+    identity_token: IdentityTokenOption = None,
+    oauth_force_oob: OAuthForceOobOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     parent_identity: Annotated[list[str] | None, typer.Option(
         "--parent-identity", help="Who may have signed local parents (exact SAN); each with a "
         "--parent-issuer.", rich_help_panel=_PARENT_ID, show_default=False)] = None,

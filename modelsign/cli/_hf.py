@@ -19,7 +19,17 @@ from modelsign.cli._options import (
     hash_spec_from_options,
 )
 from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
-from modelsign.cli._sign import _build_signer
+from modelsign.cli._sign import (
+    CertOption,
+    ChainOption,
+    IdentityTokenOption,
+    OAuthForceOobOption,
+    PasswordFileOption,
+    SignKeyOption,
+    StagingOption,
+    TrustConfigOption,
+    _build_signer,
+)
 from modelsign.cli._verify import (
     OutputFormat,
     _emit_json,
@@ -75,8 +85,6 @@ _VERIFY_HELP = (
     "error.\n"
 )
 
-_KEY = "Key signing"
-_KEYLESS = "Keyless signing (Sigstore)"
 _ATTEST = "Provenance (--attest)"
 _HUB = "Hub"
 _VKEYLESS = "Keyless (Sigstore) signatures"
@@ -113,30 +121,14 @@ def publish(
     commit_message: Annotated[str | None, typer.Option(
         "--commit-message", "-m", help="Commit title.", rich_help_panel=_HUB,
         show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
-        rich_help_panel=_KEY, show_default=False)] = None,
-    password_file: Annotated[Path | None, typer.Option(
-        "--password-file", help="File holding the --key password.", rich_help_panel=_KEY,
-        show_default=False)] = None,
-    cert: Annotated[Path | None, typer.Option(
-        "--cert", help="Signing certificate for --key (PEM).", rich_help_panel=_KEY,
-        show_default=False)] = None,
-    chain: Annotated[list[Path] | None, typer.Option(
-        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
-        rich_help_panel=_KEY, show_default=False)] = None,
-    identity_token: Annotated[str | None, typer.Option(
-        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    oauth_force_oob: Annotated[bool, typer.Option(
-        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
-        rich_help_panel=_KEYLESS)] = False,
-    staging: Annotated[bool, typer.Option(
-        "--staging", help="Use Sigstore's staging instance (for tests).",
-        rich_help_panel=_KEYLESS)] = False,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    key: SignKeyOption = None,
+    password_file: PasswordFileOption = None,
+    cert: CertOption = None,
+    chain: ChainOption = None,
+    identity_token: IdentityTokenOption = None,
+    oauth_force_oob: OAuthForceOobOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     method: MethodOption = Method.files,
     algorithm: AlgorithmOption = Algorithm.sha256,
     shard_size: ShardSizeOption = None,

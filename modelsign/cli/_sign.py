@@ -47,6 +47,32 @@ _HELP = (
 _KEY = "Key signing"
 _KEYLESS = "Keyless signing (Sigstore)"
 
+# The signer options, shared by every command that signs (sign, attest, hf publish).
+SignKeyOption = Annotated[Path | None, typer.Option(
+    "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
+    rich_help_panel=_KEY, show_default=False)]
+PasswordFileOption = Annotated[Path | None, typer.Option(
+    "--password-file", help="File holding the --key password (one trailing newline is "
+    "ignored).", rich_help_panel=_KEY, show_default=False)]
+CertOption = Annotated[Path | None, typer.Option(
+    "--cert", help="Signing certificate for --key (PEM); the bundle carries the chain.",
+    rich_help_panel=_KEY, show_default=False)]
+ChainOption = Annotated[list[Path] | None, typer.Option(
+    "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
+    rich_help_panel=_KEY, show_default=False)]
+IdentityTokenOption = Annotated[str | None, typer.Option(
+    "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
+    rich_help_panel=_KEYLESS, show_default=False)]
+OAuthForceOobOption = Annotated[bool, typer.Option(
+    "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
+    rich_help_panel=_KEYLESS)]
+StagingOption = Annotated[bool, typer.Option(
+    "--staging", help="Sign with Sigstore's staging instance (for tests).",
+    rich_help_panel=_KEYLESS)]
+TrustConfigOption = Annotated[Path | None, typer.Option(
+    "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
+    rich_help_panel=_KEYLESS, show_default=False)]
+
 
 def _build_signer(*, key: Path | None, password_file: Path | None, cert: Path | None,
                   chain: list[Path], identity_token: str | None, oauth_force_oob: bool,
@@ -86,30 +112,14 @@ def sign(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write the signature \\[default: PATH/model.sig].",
         show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
-        rich_help_panel=_KEY, show_default=False)] = None,
-    password_file: Annotated[Path | None, typer.Option(
-        "--password-file", help="File holding the --key password (one trailing newline is "
-        "ignored).", rich_help_panel=_KEY, show_default=False)] = None,
-    cert: Annotated[Path | None, typer.Option(
-        "--cert", help="Signing certificate for --key (PEM); the bundle carries the chain.",
-        rich_help_panel=_KEY, show_default=False)] = None,
-    chain: Annotated[list[Path] | None, typer.Option(
-        "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
-        rich_help_panel=_KEY, show_default=False)] = None,
-    identity_token: Annotated[str | None, typer.Option(
-        "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    oauth_force_oob: Annotated[bool, typer.Option(
-        "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
-        rich_help_panel=_KEYLESS)] = False,
-    staging: Annotated[bool, typer.Option(
-        "--staging", help="Use Sigstore's staging instance (for tests).",
-        rich_help_panel=_KEYLESS)] = False,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
+    key: SignKeyOption = None,
+    password_file: PasswordFileOption = None,
+    cert: CertOption = None,
+    chain: ChainOption = None,
+    identity_token: IdentityTokenOption = None,
+    oauth_force_oob: OAuthForceOobOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     method: MethodOption = Method.files,
     algorithm: AlgorithmOption = Algorithm.sha256,
     shard_size: ShardSizeOption = None,
