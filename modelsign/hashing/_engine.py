@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from modelsign.errors import FileChangedError, PathError
+from modelsign.hashing._fastsha import backend as _two_lane_backend
 from modelsign.hashing._spec import HashAlgorithm
 from modelsign.hashing._walk import FileEntry
 
@@ -133,6 +134,26 @@ def _buffer() -> tuple[bytearray, memoryview]:
         return _local.buf  # type: ignore[no-any-return]
 
 
+def _buffer2() -> tuple[bytearray, memoryview]:
+    """A second per-thread buffer, for the other stream of a pair."""
+    try:
+        return _local.buf2  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = bytearray(BUFFER_SIZE)
+        _local.buf2 = (buf, memoryview(buf))
+        return _local.buf2  # type: ignore[no-any-return]
+
+
+def _stream_hasher(algorithm: str) -> Hasher:
+    """The hash of a long stream: the two-lane SHA-256 when available (so it can be paired)."""
+    if algorithm == "sha256":
+        mod = _two_lane_backend()
+        if mod is not None:
+            h: Hasher = mod.Sha256()
+            return h
+    return new_hasher(algorithm)
+
+
 # ------------------------------------------------------------------------ reads and checks
 def _describe_stat(size: int, mtime_ns: int, ino: int) -> str:
     return f"size {size}, mtime_ns {mtime_ns}, inode {ino}"
@@ -180,6 +201,18 @@ def _prefetch(fd: int, start: int, end: int) -> None:
             os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_WILLNEED)
         except OSError:  # advice only (and not every file system takes it)
             pass
+
+
+def _read(fd: int, entry: FileEntry, buf: bytearray, mv: memoryview, off: int,
+          want: int) -> memoryview | bytearray:
+    """Up to ``want`` (<= the buffer) bytes at ``off``: the buffer itself when it is filled."""
+    try:
+        n = os.preadv(fd, [buf] if want == len(buf) else [mv[:want]], off)
+    except OSError as e:
+        raise PathError(f"read error ({e.strerror})", path=entry.path) from None
+    if n <= 0:
+        raise _changed(entry, "shrank", f"end of file at byte {off}")
+    return buf if n == len(buf) else mv[:n]
 
 
 def _hash_range(fd: int, entry: FileEntry, start: int, end: int, h: Hasher,
@@ -360,32 +393,95 @@ class _Stream:
         self.ahead = _ReadAhead(self.entry, self.claimed, self.end)
         return self.ahead
 
+    @property
+    def pairable(self) -> bool:
+        """Whether this stream can be hashed in lockstep with another (two-lane SHA-256)."""
+        return (self.ahead is None and self.algorithm == "sha256"
+                and _two_lane_backend() is not None)
+
+    def _hasher(self) -> Hasher:
+        if self.h is None:
+            self.h = _stream_hasher(self.algorithm)
+        return self.h
+
+    def _open_step(self) -> int:
+        """Open the file for a step, check it, and ask the kernel for this step and the next."""
+        fd = _open(self.entry)
+        try:
+            _check(fd, self.entry)
+            if self.off == self.start:
+                _prefetch(fd, self.off, self.claimed)
+            _prefetch(fd, self.claimed, min(self.end, self.claimed + STEP))  # while we hash
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def result(self) -> TaskResult | None:
+        """The digest once the whole range is hashed, else ``None``."""
+        if self.off < self.end or self.h is None:
+            return None
+        return TaskResult([(self.item, self.h.digest())], self.end - self.start)
+
     def step(self, progress: Callable[[int], None] | None,
              cancelled: Callable[[], bool]) -> TaskResult | None:
         """Hash the claimed range; returns the result once the whole range is hashed."""
-        if self.h is None:
-            self.h = new_hasher(self.algorithm)
+        h = self._hasher()
         stop = self.claimed
         if self.ahead is not None and self.off == self.ahead.start:
-            self.ahead.consume(self.h, progress, cancelled)
+            self.ahead.consume(h, progress, cancelled)
         else:
             buf, mv = _buffer()
-            fd = _open(self.entry)
+            fd = self._open_step()
             try:
-                _check(fd, self.entry)
-                if self.off == self.start:
-                    _prefetch(fd, self.off, stop)
-                _prefetch(fd, stop, min(self.end, stop + STEP))  # the next step, while we hash
-                _hash_range(fd, self.entry, self.off, stop, self.h, buf, mv)
+                _hash_range(fd, self.entry, self.off, stop, h, buf, mv)
                 _check(fd, self.entry)
             finally:
                 os.close(fd)
             if progress is not None:
                 progress(stop - self.off)
         self.off = stop
-        if self.off < self.end:
-            return None
-        return TaskResult([(self.item, self.h.digest())], self.end - self.start)
+        return self.result()
+
+
+def _step_pair(a: _Stream, b: _Stream, progress: Callable[[int], None] | None) -> None:
+    """One step of two streams in lockstep: each buffer pair goes through the two-lane SHA-256.
+
+    Both claimed ranges are read a buffer at a time and hashed together; when the shorter one
+    ends, the rest of the longer one is hashed alone. Each file is checked as in a single step.
+    """
+    mod = _two_lane_backend()
+    assert mod is not None  # pairable() said so
+    ha, hb = a._hasher(), b._hasher()
+    bufa, mva = _buffer()
+    bufb, mvb = _buffer2()
+    full = len(bufa)
+    update2 = mod.update2
+    fda = a._open_step()
+    try:
+        fdb = b._open_step()
+        try:
+            offa, stopa, offb, stopb = a.off, a.claimed, b.off, b.claimed
+            while offa < stopa and offb < stopb:
+                da = _read(fda, a.entry, bufa, mva, offa, min(full, stopa - offa))
+                db = _read(fdb, b.entry, bufb, mvb, offb, min(full, stopb - offb))
+                update2(ha, da, hb, db)
+                offa += len(da)
+                offb += len(db)
+            if offa < stopa:
+                _hash_range(fda, a.entry, offa, stopa, ha, bufa, mva)
+            if offb < stopb:
+                _hash_range(fdb, b.entry, offb, stopb, hb, bufb, mvb)
+            _check(fda, a.entry)
+            _check(fdb, b.entry)
+        finally:
+            os.close(fdb)
+    finally:
+        os.close(fda)
+    if progress is not None:
+        progress(a.claimed - a.off + b.claimed - b.off)
+    a.off = a.claimed
+    b.off = b.claimed
 
 
 class _Batch:
@@ -411,21 +507,27 @@ class Scheduler:
     """Runs tasks on worker threads, slicing long ranges so all workers finish together.
 
     Each worker takes the job with the most bytes left (longest remaining first), does one step
-    of it (a whole batch, or :data:`STEP` bytes of a stream) and puts it back unless it is still
-    the longest. A worker that finds nothing left to take reads ahead for the longest stream
-    another worker is hashing. The first error stops every worker at its next step and is
-    re-raised by :meth:`run`.
+    of it (a whole batch, or :data:`STEP` bytes of a stream) and puts it back. Where the two-lane
+    SHA-256 is available (decision 0012) a worker takes the *two* longest streams and steps them
+    in lockstep, as long as that leaves a stream for every worker waiting for one; a worker that
+    finds nothing while another holds a pair waits for the pair's step to end. A worker that
+    finds nothing at all reads ahead for the longest stream another worker is hashing. The first
+    error stops every worker at its next step and is re-raised by :meth:`run`.
     """
 
     def __init__(self, tasks: list[Task], *, split: int,
                  progress: Callable[[int], None] | None = None) -> None:
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._heap: list[tuple[int, int, _Stream | _Batch]] = []
         self._running: set[_Stream] = set()
         self._aheads: list[_ReadAhead] = []
         self._results: list[TaskResult] = []
         self._error: BaseException | None = None
         self._progress = progress
+        self._pairs = 0  #: workers holding two streams
+        self._waiting = 0  #: workers waiting for one of them
+        self.paired_steps = 0  #: steps done in lockstep (reported by tests and the benchmark)
         seq = 0
         for t in tasks:
             # a task of one range longer than ``split`` becomes a stream; the rest are batches
@@ -442,51 +544,101 @@ class Scheduler:
     def _cancelled(self) -> bool:
         return self._error is not None
 
-    def _next(self, job: _Stream | _Batch | None) -> _Stream | _Batch | _ReadAhead | None:
-        """Under the lock: the job to step next (maybe the same), or a stream to read ahead for."""
-        if job is not None:
-            if self._heap and -self._heap[0][0] > job.remaining and not (
-                    isinstance(job, _Stream) and job.ahead is not None):
-                self._seq += 1
-                job = heapq.heappushpop(self._heap, (-job.remaining, self._seq, job))[2]
-        elif self._heap:
-            job = heapq.heappop(self._heap)[2]
-        else:
-            for stream in sorted(self._running, key=lambda j: j.claimed - j.end):
-                ahead = stream.read_ahead()
-                if ahead is not None:
-                    self._aheads.append(ahead)
-                    return ahead
+    def _push(self, job: _Stream | _Batch) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (-job.remaining, self._seq, job))
+
+    def _next(self, held: list[_Stream | _Batch]
+              ) -> list[_Stream | _Batch] | _ReadAhead | None:
+        """Under the lock: the jobs to step next (one, or two streams), or a stream to read ahead
+        for, or ``None`` when there is nothing left for this worker. ``held`` are the unfinished
+        jobs of this worker's last step."""
+        if len(held) == 2:
+            self._pairs -= 1
+        for job in held:
+            if isinstance(job, _Stream) and job.ahead is not None:
+                # an idle worker is reading this stream ahead: hash the rest of it, alone
+                for other in held:
+                    if other is not job:
+                        self._push(other)
+                self._wake.notify_all()
+                job.claim()
+                return [job]
+        for job in held:
+            self._push(job)
+        if held:
+            self._wake.notify_all()
+        while not self._heap and self._pairs and self._error is None:
+            # another worker holds two streams: one of them is ours after its step
+            self._waiting += 1
+            self._wake.wait()
+            self._waiting -= 1
+        if self._error is not None:
             return None
-        if isinstance(job, _Stream):
-            self._running.add(job)
-        job.claim()
-        return job
+        if self._heap:
+            first = heapq.heappop(self._heap)[2]
+            jobs = [first]
+            if (isinstance(first, _Stream) and first.pairable and len(self._heap) > self._waiting
+                    and isinstance(self._heap[0][2], _Stream) and self._heap[0][2].pairable):
+                jobs.append(heapq.heappop(self._heap)[2])
+                self._pairs += 1
+            for job in jobs:
+                if isinstance(job, _Stream):
+                    self._running.add(job)
+                job.claim()
+            return jobs
+        for stream in sorted(self._running, key=lambda j: j.claimed - j.end):
+            ahead = stream.read_ahead()
+            if ahead is not None:
+                self._aheads.append(ahead)
+                return ahead
+        return None
 
     def _worker(self) -> None:
-        job: _Stream | _Batch | None = None
+        held: list[_Stream | _Batch] = []
         try:
             while True:
                 with self._lock:
                     if self._error is not None:
                         return
-                    if isinstance(job, _Stream):
-                        self._running.discard(job)
-                    nxt = self._next(job)
+                    for job in held:
+                        if isinstance(job, _Stream):
+                            self._running.discard(job)
+                    nxt = self._next(held)
+                    held = []
                 if nxt is None:
                     return
                 if isinstance(nxt, _ReadAhead):
-                    job = None
                     nxt.fill()
                     continue
-                job = nxt
-                res = job.step(self._progress, self._cancelled)
-                if res is not None:
-                    with self._lock:
-                        self._results.append(res)
-                        if isinstance(job, _Stream):
-                            self._running.discard(job)
-                    job = None
+                done: list[TaskResult] = []
+                if len(nxt) == 2:
+                    a, b = nxt
+                    assert isinstance(a, _Stream) and isinstance(b, _Stream)
+                    held = [a, b]  # released by _next even if the step fails
+                    _step_pair(a, b, self._progress)
+                    for s in (a, b):
+                        res = s.result()
+                        if res is not None:
+                            done.append(res)
+                    if self._cancelled():
+                        raise _Cancelled()
+                else:
+                    held = list(nxt)
+                    res = nxt[0].step(self._progress, self._cancelled)
+                    if res is not None:
+                        done.append(res)
+                with self._lock:
+                    self._results.extend(done)
+                    self.paired_steps += len(held) == 2
+                    unfinished = [j for j in held if j.remaining > 0]
+                    for j in held:
+                        if j.remaining == 0 and isinstance(j, _Stream):
+                            self._running.discard(j)
+                    if len(held) == 2 and len(unfinished) < 2:
+                        self._pairs -= 1  # no longer a pair: a waiting worker may read ahead
+                        self._wake.notify_all()
+                    held = unfinished
         except _Cancelled:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the caller by run()
@@ -497,6 +649,7 @@ class Scheduler:
             if self._error is None:
                 self._error = e
             aheads = list(self._aheads)
+            self._wake.notify_all()
         for a in aheads:  # a reader may wait for buffers nobody will hand back
             a.abort()
 
