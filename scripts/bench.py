@@ -672,11 +672,16 @@ def model_signing_api(data: str, method: str) -> Callable[[Ctx, int, int], Sampl
     return run
 
 
-def modelsign_api(data: str, method: str) -> Callable[[Ctx, int, int], Sample]:
+def modelsign_api(data: str, method: str, *, sha256: str | None = None
+                  ) -> Callable[[Ctx, int, int], Sample]:
+    """``hash_model``; ``sha256="hashlib"`` turns the two-lane SHA-256 off (decision 0012)."""
     def run(ctx: Ctx, rep: int, reps: int) -> Sample:
+        env = ctx.env()
+        if sha256 is not None:
+            env["MODELSIGN_SHA256"] = sha256
         proc, res = _api(ctx, MODELSIGN_API, {
             "path": str(ctx.data[data].target), "method": method, "mode": "plain",
-            "executor": ctx.args.executor})
+            "executor": ctx.args.executor}, env=env)
         return Sample(res["elapsed"], proc.maxrss_kb, res.get("root"))
     return run
 
@@ -844,6 +849,11 @@ def all_specs(startup_reps: int) -> list[Spec]:
                  "modelsign hash MODEL --no-cache, process start to exit",
                  peer=f"model_signing.cli.model.{cache}"),
         ]
+        if cache == "warm":
+            S.append(Spec("modelsign.api.model.warm.hashlib", "model", "modelsign", "api", cache,
+                          "GB/s", "model", modelsign_api("model", "files", sha256="hashlib"),
+                          "hash_model(model) with MODELSIGN_SHA256=hashlib (one lane per core)",
+                          peer="model_signing.api.model.warm"))
     S.append(Spec("openssl.dgst.single.warm", "single", "openssl", "dgst", "warm", "GB/s",
                   "single", openssl_dgst("single"),
                   "openssl dgst -sha256 of the one file (a single process: one core)",
@@ -862,6 +872,12 @@ def all_specs(startup_reps: int) -> list[Spec]:
                  "modelsign hash FILE --method shards --no-cache, process start to exit",
                  peer=f"model_signing.api.single.{cache}", method="shards"),
         ]
+        if cache == "warm":
+            S.append(Spec("modelsign.api.single.warm.hashlib", "single", "modelsign", "api",
+                          cache, "GB/s", "single",
+                          modelsign_api("single", "shards", sha256="hashlib"),
+                          "hash_model(file, shards) with MODELSIGN_SHA256=hashlib",
+                          peer="model_signing.api.single.warm", method="shards"))
     S += [
         Spec("modelsign.api.incremental", "incremental", "modelsign", "api", "warm", "GB/s",
              "incr", modelsign_api_incremental,
@@ -1217,9 +1233,22 @@ def machine_info(ctx: Ctx) -> dict[str, Any]:
         "modelsign": _version_of("modelsign"),
         "model_signing": _version_of("model-signing"),
         "modelsign_commit": commit,
+        "modelsign_sha256": _sha256_backend(),
         "workdir_fs": _fs_type(ctx.workdir),
         "loadavg_start": list(os.getloadavg()),
     }
+
+
+def _sha256_backend() -> str:
+    """Which SHA-256 modelsign's rows use: ``two-lane`` (decision 0012) or ``hashlib``."""
+    code = ("from modelsign.hashing._fastsha import backend; "
+            "print('two-lane' if backend() else 'hashlib')")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def _fmt_tp(r: dict[str, Any]) -> str:
@@ -1295,6 +1324,7 @@ def table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     out.append("")
     out.append(f"{m['cpu_count']} CPUs ({m['cpu_model']}, sha_ni={m['sha_ni']}), "
+               f"modelsign SHA-256: {m.get('modelsign_sha256', 'unknown')}, "
                f"{m['openssl']}, Python {m['python']}, {m['date']}, "
                f"load {m['loadavg_start'][0]:.2f} -> {m.get('loadavg_end', [0])[0]:.2f}, "
                f"workdir fs {m['workdir_fs']}")

@@ -439,7 +439,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "_sha256mb",
     "Two-lane SHA-256 on the x86 SHA extensions (see docs/decisions/0012).", -1,
-    module_methods,
+    module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__sha256mb(void)

@@ -26,6 +26,7 @@ EXPECTED_ROWS = {
         "model_signing.api.single", "modelsign.api.single", "modelsign.cli.single",
         "model_signing.api.dataset", "modelsign.api.dataset")),
     "openssl.dgst.single.warm",
+    "modelsign.api.model.warm.hashlib", "modelsign.api.single.warm.hashlib",
     "modelsign.api.incremental", "modelsign.cli.incremental",
     "model_signing.cli.startup", "modelsign.cli.startup",
     "openssl.dgst.dataset.warm", "model_signing.cli.dataset.warm", "modelsign.cli.dataset.warm",
