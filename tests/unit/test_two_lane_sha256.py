@@ -12,8 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from modelsign.errors import FileChangedError
 from modelsign.hashing import HashSpec, hash_tree
@@ -65,27 +63,6 @@ def test_every_length_around_the_block_boundaries() -> None:
         h.update(data[:n])
         assert h.digest() == hashlib.sha256(data[:n]).digest(), n
         assert h.hexdigest() == hashlib.sha256(data[:n]).hexdigest()
-
-
-@needs_backend
-@settings(max_examples=200, deadline=None)
-@given(a=st.binary(max_size=3000), b=st.binary(max_size=3000),
-       cuts=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)), max_size=6))
-def test_paired_updates_in_any_pieces_equal_hashlib(a: bytes, b: bytes,
-                                                    cuts: list[tuple[int, int]]) -> None:
-    """Two messages fed in lockstep, cut anywhere (mid-block, empty pieces, unequal lengths)."""
-    mod = backend()
-    assert mod is not None
-    ha, hb = mod.Sha256(), mod.Sha256()
-    pa = pb = 0
-    for ca, cb in sorted(cuts):
-        ca, cb = max(pa, min(ca, len(a))), max(pb, min(cb, len(b)))
-        mod.update2(ha, a[pa:ca], hb, memoryview(b)[pb:cb])
-        pa, pb = ca, cb
-    mod.update2(ha, a[pa:], hb, b[pb:])
-    assert ha.digest() == hashlib.sha256(a).digest()
-    assert hb.digest() == hashlib.sha256(b).digest()
-    assert ha.copy().digest() == ha.digest()  # digest() does not finalize the state
 
 
 @needs_backend
