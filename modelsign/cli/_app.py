@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib import import_module
 
@@ -10,15 +11,6 @@ import typer
 
 from modelsign.cli._text import safe
 from modelsign.errors import ModelsignError
-
-app = typer.Typer(
-    name="modelsign",
-    help="Sign, attest and verify machine-learning models (OpenSSF Model Signing v1.0).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 # Each module defines ``register(app)``; one module per command group keeps them independent.
 _COMMAND_MODULES = (
@@ -32,6 +24,22 @@ _COMMAND_MODULES = (
     "modelsign.cli._lineage",
     "modelsign.cli._demo",
 )
+#: The module that registers each top-level command (a test checks it against the modules).
+#: ``modelsign hash ...`` then imports and builds only ``_hash``: start-up is paid per command,
+#: not for all of them (typer inspects every registered function on each run).
+COMMANDS = {
+    "hash": "modelsign.cli._hash",
+    "sign": "modelsign.cli._sign",
+    "verify": "modelsign.cli._verify",
+    "sigstore": "modelsign.cli._sigstore",
+    "attest": "modelsign.cli._attest",
+    "claims": "modelsign.cli._attest",
+    "hf": "modelsign.cli._hf",
+    "policy": "modelsign.cli._policy",
+    "lineage": "modelsign.cli._lineage",
+    "store": "modelsign.cli._lineage",
+    "demo": "modelsign.cli._demo",
+}
 
 
 def _version(value: bool) -> None:
@@ -42,7 +50,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
@@ -54,8 +61,40 @@ def _root(
     """
 
 
-for _mod in _COMMAND_MODULES:
-    import_module(_mod).register(app)
+def make_app(modules: tuple[str, ...] = _COMMAND_MODULES) -> typer.Typer:
+    """The ``modelsign`` application with the commands of ``modules`` registered."""
+    new = typer.Typer(
+        name="modelsign",
+        help="Sign, attest and verify machine-learning models (OpenSSF Model Signing v1.0).",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    new.callback()(_root)
+    for mod in modules:
+        import_module(mod).register(new)
+    return new
+
+
+_apps: dict[str | None, typer.Typer] = {}
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The application to run ``args``: only the named command's module when the first argument
+    is a command (and no shell completion is asked for), else every command (``--help``, typos
+    with suggestions, completion)."""
+    first = args[0] if args else None
+    key = first if first in COMMANDS and "_MODELSIGN_COMPLETE" not in os.environ else None
+    if key not in _apps:
+        _apps[key] = make_app((COMMANDS[key],) if key is not None else _COMMAND_MODULES)
+    return _apps[key]
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # the application with every command (tests, documentation)
+        return app_for([])
+    raise AttributeError(name)
 
 
 def error(message: str) -> None:
@@ -80,7 +119,7 @@ def run(args: list[str]) -> int:
 
 def _run(args: list[str]) -> int:
     try:
-        app(args=args, prog_name="modelsign", standalone_mode=True)
+        app_for(args)(args=args, prog_name="modelsign", standalone_mode=True)
     except SystemExit as e:
         code = e.code
         if code is None:
@@ -96,8 +135,6 @@ def _run(args: list[str]) -> int:
         error(f"internal error: {type(e).__name__}: {e}; please report this at "
               "https://github.com/modelsign/modelsign/issues (run with MODELSIGN_DEBUG=1 for "
               "a traceback)")
-        import os
-
         if os.environ.get("MODELSIGN_DEBUG"):
             raise
         return 3

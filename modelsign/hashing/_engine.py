@@ -508,8 +508,9 @@ class Scheduler:
 
     Each worker takes the job with the most bytes left (longest remaining first), does one step
     of it (a whole batch, or :data:`STEP` bytes of a stream) and puts it back. Where the two-lane
-    SHA-256 is available (decision 0012) a worker takes the *two* longest streams and steps them
-    in lockstep, as long as that leaves a stream for every worker waiting for one; a worker that
+    SHA-256 is available (decision 0012) and there are more streams than workers, a worker takes
+    the *two* longest streams and steps them in lockstep, as long as that leaves a stream for
+    every worker waiting for one; a worker that
     finds nothing while another holds a pair waits for the pair's step to end. A worker that
     finds nothing at all reads ahead for the longest stream another worker is hashing. The first
     error stops every worker at its next step and is re-raised by :meth:`run`.
@@ -527,6 +528,8 @@ class Scheduler:
         self._progress = progress
         self._pairs = 0  #: workers holding two streams
         self._waiting = 0  #: workers waiting for one of them
+        self._workers = 1  #: set by run()
+        self._streams_left = 0  #: streams not finished yet
         self.paired_steps = 0  #: steps done in lockstep (reported by tests and the benchmark)
         seq = 0
         for t in tasks:
@@ -534,6 +537,7 @@ class Scheduler:
             job: _Stream | _Batch
             if len(t.files) == 1 and len(t.files[0].ranges) == 1 and t.nbytes > split:
                 job = _Stream(t.algorithm, t.files[0].entry, t.files[0].ranges[0])
+                self._streams_left += 1
             else:
                 job = _Batch(t)
             self._heap.append((-job.remaining, seq, job))
@@ -578,7 +582,10 @@ class Scheduler:
         if self._heap:
             first = heapq.heappop(self._heap)[2]
             jobs = [first]
-            if (isinstance(first, _Stream) and first.pairable and len(self._heap) > self._waiting
+            # Pair only when there are more streams than workers: two streams on two cores run
+            # faster one per core than as a pair on one core while the other waits.
+            if (isinstance(first, _Stream) and first.pairable
+                    and self._streams_left > self._workers and len(self._heap) > self._waiting
                     and isinstance(self._heap[0][2], _Stream) and self._heap[0][2].pairable):
                 jobs.append(heapq.heappop(self._heap)[2])
                 self._pairs += 1
@@ -635,6 +642,7 @@ class Scheduler:
                     for j in held:
                         if j.remaining == 0 and isinstance(j, _Stream):
                             self._running.discard(j)
+                            self._streams_left -= 1
                     if len(held) == 2 and len(unfinished) < 2:
                         self._pairs -= 1  # no longer a pair: a waiting worker may read ahead
                         self._wake.notify_all()
@@ -658,6 +666,7 @@ class Scheduler:
 
     def run(self, executor: Any, workers: int) -> list[TaskResult]:
         """Run on ``workers`` threads of ``executor``; return every task's result."""
+        self._workers = max(1, workers)
         futures = [executor.submit(self._worker) for _ in range(max(1, workers))]
         try:
             for f in futures:

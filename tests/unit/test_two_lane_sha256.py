@@ -130,6 +130,21 @@ def test_scheduler_pairs_streams_and_every_digest_is_hashlibs(long_files: Path,
 
 
 @needs_backend
+def test_no_pairs_when_there_are_no_more_streams_than_workers(long_files: Path) -> None:
+    """Two streams on two workers: one each (a pair would leave a core waiting)."""
+    tree = walk(long_files, HashSpec(use_cache=False))
+    entries = tree.entries[:2]
+    tasks = [Task("sha256", (FileTask(e, (Range(i, 0, e.size),)),), e.size)
+             for i, e in enumerate(entries)]
+    sched = Scheduler(tasks, split=STEP)
+    with ThreadPoolExecutor(2) as ex:
+        results = sched.run(ex, 2)
+    assert dict(d for r in results for d in r.digests) == {
+        i: _sha256_of(Path(e.path)) for i, e in enumerate(entries)}
+    assert sched.paired_steps == 0
+
+
+@needs_backend
 def test_shards_of_one_file_hash_in_pairs(long_files: Path) -> None:
     f = long_files / "w3.bin"
     spec = HashSpec(method="shards", shard_size=STEP + 3, use_cache=False)

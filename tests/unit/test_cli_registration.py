@@ -1,0 +1,49 @@
+"""The CLI builds only the command it runs (start-up), yet every command is reachable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import typer
+
+from modelsign.cli import _app
+
+
+def _registered(module: str) -> set[str]:
+    app = typer.Typer()
+    import_module(module).register(app)
+    return ({c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
+            | {g.name for g in app.registered_groups if g.name})
+
+
+def test_the_command_table_names_what_each_module_registers() -> None:
+    """A command added to a module but not to COMMANDS (or the reverse) fails here."""
+    want = {name: mod for mod in _app._COMMAND_MODULES for name in _registered(mod)}
+    assert _app.COMMANDS == want
+
+
+def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    code = ("import json, sys; from modelsign.cli import main; rc = main(['hash', sys.argv[1]]); "
+            "print(json.dumps([rc, sorted(m for m in sys.modules if m.startswith('modelsign.'))]))")
+    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True,
+                         check=True, env={"MODELSIGN_CACHE_DIR": str(tmp_path / "cache"),
+                                          "PATH": "/usr/bin:/bin"}).stdout
+    rc, loaded = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and "modelsign.cli._hash" in loaded
+    assert not {"modelsign.cli._verify", "modelsign.cli._sigstore", "modelsign.cli._hf",
+                "modelsign.cli._lineage", "modelsign.cli._demo", "modelsign.signing",
+                "modelsign.verify"} & set(loaded), loaded
+
+
+def test_help_and_unknown_commands_still_see_every_command() -> None:
+    full = _app.app_for(["--help"])
+    names = ({c.name for c in full.registered_commands} | {g.name for g in full.registered_groups})
+    assert names >= set(_app.COMMANDS)
+    assert _app.app_for(["hsah"]) is full  # a typo gets the full app (and typer's suggestion)
+    assert _app.app_for(["hash", "x"]) is not full
