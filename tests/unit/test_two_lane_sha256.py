@@ -130,8 +130,8 @@ def test_scheduler_pairs_streams_and_every_digest_is_hashlibs(long_files: Path,
 
 
 @needs_backend
-def test_no_pairs_when_there_are_no_more_streams_than_workers(long_files: Path) -> None:
-    """Two streams on two workers: one each (a pair would leave a core waiting)."""
+def test_short_streams_are_not_paired_when_there_are_enough_workers(long_files: Path) -> None:
+    """Two short streams on two workers: one each (a pair would leave a core waiting)."""
     tree = walk(long_files, HashSpec(use_cache=False))
     entries = tree.entries[:2]
     tasks = [Task("sha256", (FileTask(e, (Range(i, 0, e.size),)),), e.size)
