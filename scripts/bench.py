@@ -572,6 +572,9 @@ class Ctx:
         env["MODELSIGN_CACHE_DIR"] = str(cache_dir)
         env["NO_COLOR"] = "1"
         env.pop("MODELSIGN_DEBUG", None)
+        # Both tools run as installed: model_signing's bytecode was compiled by pip; let Python
+        # cache modelsign's too (an editable checkout would otherwise recompile it every run).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         return env
 
     def fresh_cache(self) -> Path:
