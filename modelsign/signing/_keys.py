@@ -11,14 +11,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from modelsign.errors import KeyMaterialError, PathError
 from modelsign.signing._types import SignedBundle
@@ -32,6 +29,10 @@ from modelsign.statements._bundle import (
     bundle_bytes,
     public_key_hint,
 )
+
+if TYPE_CHECKING:  # x509 costs ~30 ms to import: only certificate signing loads it
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 __all__ = [
     "SUPPORTED_CURVES",
@@ -217,6 +218,8 @@ class KeySigner:
 
 
 def _load_certs(path: str | os.PathLike[str], what: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     data = _read_small(path, what)
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise KeyMaterialError(f"{what} holds no PEM certificate", path=path,
@@ -268,6 +271,9 @@ def _order_chain(leaf: x509.Certificate,
 
 
 def _can_sign(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     """The peer's rule: digitalSignature key usage, or else the codeSigning extended key usage."""
     try:
         if cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
