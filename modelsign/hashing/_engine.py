@@ -125,23 +125,15 @@ class TaskResult(NamedTuple):
 _local = threading.local()
 
 
-def _buffer() -> tuple[bytearray, memoryview]:
-    try:
-        return _local.buf  # type: ignore[no-any-return]
-    except AttributeError:
+def _buffer(slot: int = 0) -> tuple[bytearray, memoryview]:
+    """This thread's reusable read buffer number ``slot`` (1 is the other stream of a pair)."""
+    bufs: list[tuple[bytearray, memoryview]] | None = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = []
+    while len(bufs) <= slot:
         buf = bytearray(BUFFER_SIZE)
-        _local.buf = (buf, memoryview(buf))
-        return _local.buf  # type: ignore[no-any-return]
-
-
-def _buffer2() -> tuple[bytearray, memoryview]:
-    """A second per-thread buffer, for the other stream of a pair."""
-    try:
-        return _local.buf2  # type: ignore[no-any-return]
-    except AttributeError:
-        buf = bytearray(BUFFER_SIZE)
-        _local.buf2 = (buf, memoryview(buf))
-        return _local.buf2  # type: ignore[no-any-return]
+        bufs.append((buf, memoryview(buf)))
+    return bufs[slot]
 
 
 def _stream_hasher(algorithm: str) -> Hasher:
@@ -454,7 +446,7 @@ def _step_pair(a: _Stream, b: _Stream, progress: Callable[[int], None] | None) -
     assert mod is not None  # pairable() said so
     ha, hb = a._hasher(), b._hasher()
     bufa, mva = _buffer()
-    bufb, mvb = _buffer2()
+    bufb, mvb = _buffer(1)
     full = len(bufa)
     update2 = mod.update2
     fda = a._open_step()
