@@ -7,11 +7,8 @@ node, so a break reported at the wrong node fails the test.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
-from importlib import import_module
 from pathlib import Path
 
 import jsonschema
@@ -20,32 +17,14 @@ import pytest
 from modelsign import hash_model
 from modelsign._frameworks import Environment
 from modelsign.claims import ParentVerifier, append_claim, attest
-from modelsign.cli import _app
-from modelsign.cli._app import run
 from modelsign.errors import InputError
 from modelsign.signing import KeySigner, sign_model
 from modelsign.statements._provenance import Dependency, provenance_statement
 from modelsign.testing._pki import make_key
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
-                     "lineage.schema.json").read_text())
+from .conftest import SCHEMA, run_cli
+
 ENV = Environment((), (), ())  # no framework detection: faster, and not what is tested here
-
-
-def _register() -> None:
-    names = {c.name for c in _app.app.registered_commands}
-    if "modelsign.cli._lineage" not in _app._COMMAND_MODULES and "lineage" not in names:
-        import_module("modelsign.cli._lineage").register(_app.app)
-
-
-_register()
-
-
-def _run(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
 
 
 class Lab:
@@ -93,9 +72,9 @@ class Lab:
         names = upstream if upstream is not None else tuple(n for n in self.dirs if n != subject)
         for n in names:
             ups += ["--upstream", f"sha256:{self.digest(n)}={self.dirs[n]}"]
-        rc, out, err = _run("lineage", self.dirs[subject], "--key", self.release.public,
-                            "--parent-key", f"*={self.release.public}", *ups, *extra,
-                            "--format", "json")
+        rc, out, err = run_cli("lineage", self.dirs[subject], "--key", self.release.public,
+                               "--parent-key", f"*={self.release.public}", *ups, *extra,
+                               "--format", "json")
         doc = json.loads(out)
         jsonschema.Draft202012Validator(SCHEMA).validate(doc)
         if expect is not None:
@@ -235,9 +214,9 @@ def test_a_claim_signed_by_a_key_nobody_allowed(lab: Lab) -> None:
 def test_no_rule_for_a_parent_is_not_a_pass(lab: Lab) -> None:
     """A child never vouches for its parent: without a rule for it, a signed parent fails."""
     lab.chain("base", "finetune", "ft")
-    rc, out, err = _run("lineage", lab.dirs["ft"], "--key", lab.release.public,
-                        "--upstream", f"sha256:{lab.digest('base')}={lab.dirs['base']}",
-                        "--format", "json")
+    rc, out, err = run_cli("lineage", lab.dirs["ft"], "--key", lab.release.public,
+                           "--upstream", f"sha256:{lab.digest('base')}={lab.dirs['base']}",
+                           "--format", "json")
     assert rc == 1, err
     assert states(json.loads(out)) == {"ft": "verified", "base": "identity_not_allowed"}
     assert "no --parent-identity/--parent-key rule covers" in node(json.loads(out),
@@ -267,10 +246,10 @@ def test_bad_input_exits_2(lab: Lab) -> None:
     for bad in (["--upstream", "nonsense"], ["--upstream", f"sha256:{'0' * 64}=/nope"],
                 ["--parent-identity", "*=no-issuer"], ["--parent-key", "*=/no/such.pem"],
                 ["--parent-identity", "sha256:12=a@https://x"], ["--fetch-files"]):
-        rc, out, err = _run("lineage", lab.dirs["ft"], "--key", lab.release.public, *bad)
+        rc, out, err = run_cli("lineage", lab.dirs["ft"], "--key", lab.release.public, *bad)
         assert rc == 2, (bad, err)
         assert "Traceback" not in err
-    rc, out, err = _run("lineage", lab.dirs["ft"], "--format", "json")  # no rule for ft itself
+    rc, out, err = run_cli("lineage", lab.dirs["ft"], "--format", "json")  # no rule for ft itself
     assert rc == 2
     doc = json.loads(out)
     jsonschema.Draft202012Validator(SCHEMA).validate(doc)

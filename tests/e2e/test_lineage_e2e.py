@@ -15,59 +15,24 @@ of ours is mocked; every signature is real.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from modelsign import hash_model
-from modelsign.cli import _app
-from modelsign.cli._app import run
 from modelsign.lineage import ParentRule, SignerRule, verify_lineage
 from modelsign.testing import LoopbackSigstore
 from modelsign.verify import Identity, Trust
 
+from .conftest import SCHEMA, model_dir, ok, run_cli
+
 META = "base@meta.test"
 TRAINER = "trainer@acme.test"
 MALLORY = "mallory@evil.test"
-SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "lineage.schema.json"
-
-
-def _register() -> None:
-    """Until ``modelsign.cli._lineage`` is listed in ``_app._COMMAND_MODULES``, add its commands
-    to the app for these tests (once listed, this does nothing)."""
-    names = {c.name for c in _app.app.registered_commands}
-    if "modelsign.cli._lineage" not in _app._COMMAND_MODULES and "lineage" not in names:
-        import_module("modelsign.cli._lineage").register(_app.app)
-
-
-_register()
-
-
-def _run(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _ok(*args: str | Path) -> str:
-    rc, out, err = _run(*args)
-    assert rc == 0, (rc, out, err)
-    return out
-
-
-def _model(path: Path, seed: int) -> Path:
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"seed": seed}))
-    (path / "model.safetensors").write_bytes(bytes([seed % 256]) * 2048)
-    return path
 
 
 @dataclass(frozen=True)
@@ -81,8 +46,8 @@ class Family:
         return self.sigstore.mint_token(who)
 
     def sign(self, name: str, who: str) -> None:
-        _ok("sign", self.dirs[name], "--trust-config", self.trust_config,
-            "--identity-token", self.token(who))
+        ok("sign", self.dirs[name], "--trust-config", self.trust_config,
+           "--identity-token", self.token(who))
 
     def rules(self) -> list[str]:
         """Who may sign the ancestors: META for base and chat-data (by digest), TRAINER else."""
@@ -106,7 +71,7 @@ class Family:
 def family(loopback_sigstore: LoopbackSigstore, sigstore_trust_config: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Family:
     top = tmp_path_factory.mktemp("family")
-    dirs = {n: _model(top / n, i) for i, n in
+    dirs = {n: model_dir(top / n, i, 2048) for i, n in
             enumerate(["base", "ft-a", "ft-b", "merged", "adapter", "q4"], start=1)}
     data = top / "chat-data"
     data.mkdir()
@@ -128,7 +93,7 @@ def family(loopback_sigstore: LoopbackSigstore, sigstore_trust_config: Path,
             args += ["--base-model", dirs[p]]
         if dataset:
             args += ["--dataset", dirs[dataset]]
-        _ok(*args)
+        ok(*args)
         fam.sign(child, TRAINER)
 
     attest("ft-a", "finetune", "base", dataset="chat-data", parent_who=META)
@@ -141,8 +106,8 @@ def family(loopback_sigstore: LoopbackSigstore, sigstore_trust_config: Path,
 
 
 def test_four_generations_every_node_verified(family: Family) -> None:
-    out = _ok("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
-              *family.upstream("adapter", "ft-a", "base", "chat-data"))
+    out = ok("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
+             *family.upstream("adapter", "ft-a", "base", "chat-data"))
     lines = out.splitlines()
     # the tree: each generation under its child, with the relation that links them
     expect = ["q4 sha256:" + family.roots["q4"][:12],
@@ -162,12 +127,12 @@ def test_four_generations_every_node_verified(family: Family) -> None:
 
 
 def test_four_generations_as_json_and_api(family: Family) -> None:
-    rc, out, err = _run("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
-                        *family.upstream("adapter", "ft-a", "base", "chat-data"),
-                        "--format", "json")
+    rc, out, err = run_cli("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
+                           *family.upstream("adapter", "ft-a", "base", "chat-data"),
+                           "--format", "json")
     assert rc == 0, err
     doc = json.loads(out)
-    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
     assert doc["verdict"] == "verified" and doc["depth"] == 3
     by_name = {n["name"]: n for n in doc["nodes"]}
     assert {n: (v["state"], v["depth"], v["bytes"]) for n, v in by_name.items()} == {
@@ -201,12 +166,12 @@ def test_four_generations_as_json_and_api(family: Family) -> None:
 
 
 def test_a_merge_of_two_finetunes_is_a_dag(family: Family) -> None:
-    rc, out, err = _run("lineage", family.dirs["merged"], *family.subject(), *family.rules(),
-                        *family.upstream("ft-a", "ft-b", "base", "chat-data"),
-                        "--format", "json")
+    rc, out, err = run_cli("lineage", family.dirs["merged"], *family.subject(), *family.rules(),
+                           *family.upstream("ft-a", "ft-b", "base", "chat-data"),
+                           "--format", "json")
     assert rc == 0, err
     doc = json.loads(out)
-    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
     keys = {n["name"]: n["key"] for n in doc["nodes"]}
     assert sorted(keys) == ["base", "chat-data", "ft-a", "ft-b", "merged"]  # base once
     assert all(n["state"] == "verified" for n in doc["nodes"])
@@ -216,8 +181,8 @@ def test_a_merge_of_two_finetunes_is_a_dag(family: Family) -> None:
         (keys["ft-a"], keys["base"]): "finetune", (keys["ft-b"], keys["base"]): "finetune",
         (keys["ft-a"], keys["chat-data"]): "finetune"}
     # the tree shows the shared base once in full, and says so the second time
-    tree = _ok("lineage", family.dirs["merged"], *family.subject(), *family.rules(),
-               *family.upstream("ft-a", "ft-b", "base", "chat-data"))
+    tree = ok("lineage", family.dirs["merged"], *family.subject(), *family.rules(),
+              *family.upstream("ft-a", "ft-b", "base", "chat-data"))
     assert tree.count("merge ← ft-") == 2 and tree.count("finetune ← base") == 2
     assert "✘" not in tree
 
@@ -227,12 +192,12 @@ def test_a_parent_re_signed_by_another_identity_is_named(family: Family,
     """Same bytes, same root digest, but base's model.sig is now Mallory's: base alone fails."""
     base = tmp_path / "base"
     shutil.copytree(family.dirs["base"], base)
-    _ok("sign", base, "--trust-config", family.trust_config,
-        "--identity-token", family.token(MALLORY))
+    ok("sign", base, "--trust-config", family.trust_config,
+       "--identity-token", family.token(MALLORY))
     assert hash_model(base).root_hex == family.roots["base"]
-    rc, out, err = _run("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
-                        "--upstream", f"sha256:{family.roots['base']}={base}",
-                        *family.upstream("adapter", "ft-a", "chat-data"), "--format", "json")
+    rc, out, err = run_cli("lineage", family.dirs["q4"], *family.subject(), *family.rules(),
+                           "--upstream", f"sha256:{family.roots['base']}={base}",
+                           *family.upstream("adapter", "ft-a", "chat-data"), "--format", "json")
     assert rc == 1, err
     doc = json.loads(out)
     states = {n["name"]: n["state"] for n in doc["nodes"]}

@@ -6,14 +6,11 @@ characters that would break either language.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from importlib import import_module
 from pathlib import Path
 
 import jsonschema
@@ -22,30 +19,12 @@ import pytest
 from modelsign import hash_model
 from modelsign._frameworks import Environment
 from modelsign.claims import ParentVerifier, attest
-from modelsign.cli import _app
-from modelsign.cli._app import run
 from modelsign.signing import KeySigner, sign_model
 from modelsign.testing._pki import make_key
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
-                     "lineage.schema.json").read_text())
+from .conftest import SCHEMA, run_cli
+
 EVIL = 'ba"se {x} |[y]| <b>&#amp; \\n'
-
-
-def _register() -> None:
-    names = {c.name for c in _app.app.registered_commands}
-    if "modelsign.cli._lineage" not in _app._COMMAND_MODULES and "lineage" not in names:
-        import_module("modelsign.cli._lineage").register(_app.app)
-
-
-_register()
-
-
-def _run(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -79,7 +58,7 @@ def graph_args(tmp_path: Path) -> list[str | Path]:
 
 
 def test_json_validates_and_tells_every_state(graph_args: list[str | Path]) -> None:
-    rc, out, err = _run(*graph_args, "--format", "json")
+    rc, out, err = run_cli(*graph_args, "--format", "json")
     assert rc == 1, err
     doc = json.loads(out)
     jsonschema.Draft202012Validator(SCHEMA).validate(doc)
@@ -97,7 +76,7 @@ def test_dot_renders_with_graphviz(graph_args: list[str | Path], tmp_path: Path)
     if dot is None:
         pytest.skip("Graphviz's dot is not installed (apt-get install graphviz): the DOT output "
                     "cannot be rendered here")
-    rc, out, _ = _run(*graph_args, "--format", "dot")
+    rc, out, _ = run_cli(*graph_args, "--format", "dot")
     assert rc == 1
     proc = subprocess.run([dot, "-Tsvg"], input=out.encode(), capture_output=True, timeout=30,
                           check=False)
@@ -114,7 +93,7 @@ def test_dot_renders_with_graphviz(graph_args: list[str | Path], tmp_path: Path)
 
 
 def test_mermaid_is_well_formed(graph_args: list[str | Path]) -> None:
-    rc, out, _ = _run(*graph_args, "--format", "mermaid")
+    rc, out, _ = run_cli(*graph_args, "--format", "mermaid")
     assert rc == 1
     lines = out.splitlines()
     assert lines[0] == "flowchart TD"
@@ -162,7 +141,7 @@ def test_mermaid_parses_with_the_mermaid_parser(graph_args: list[str | Path],
                     "MODELSIGN_MERMAID_DIR=<dir with `npm install mermaid jsdom`>")
     script = tmp_path / "parse.mjs"
     script.write_text(_MERMAID_PARSE)
-    rc, out, _ = _run(*graph_args, "--format", "mermaid")
+    rc, out, _ = run_cli(*graph_args, "--format", "mermaid")
     assert rc == 1
     proc = subprocess.run([node, str(script), where], input=out.encode(), capture_output=True,
                           timeout=60, check=False)

@@ -7,52 +7,17 @@ signing; every signature is real.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
-from importlib import import_module
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from modelsign import hash_model
-from modelsign.cli import _app
-from modelsign.cli._app import run
 from modelsign.testing._pki import KeyPair, make_key
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
-                     "lineage.schema.json").read_text())
-
-
-def _register() -> None:
-    names = {c.name for c in _app.app.registered_commands}
-    if "modelsign.cli._lineage" not in _app._COMMAND_MODULES and "lineage" not in names:
-        import_module("modelsign.cli._lineage").register(_app.app)
-
-
-_register()
-
-
-def _run(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _ok(*args: str | Path) -> str:
-    rc, out, err = _run(*args)
-    assert rc == 0, (rc, out, err)
-    return out
-
-
-def _model(path: Path, seed: int) -> Path:
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"seed": seed}))
-    (path / "model.safetensors").write_bytes(bytes([seed]) * 8192)
-    return path
+from .conftest import SCHEMA, model_dir, ok, run_cli
 
 
 @pytest.fixture
@@ -63,14 +28,14 @@ def key(tmp_path: Path) -> KeyPair:
 @pytest.fixture
 def chain(tmp_path: Path, key: KeyPair) -> dict[str, Path]:
     """base -> ft -> adapter -> q4, each signed and attested with the CLI."""
-    dirs = {n: _model(tmp_path / "work" / n, i)
+    dirs = {n: model_dir(tmp_path / "work" / n, i, 8192)
             for i, n in enumerate(["base", "ft", "adapter", "q4"], start=1)}
-    _ok("sign", dirs["base"], "--key", key.private)
+    ok("sign", dirs["base"], "--key", key.private)
     for child, relation, parent in (("ft", "finetune", "base"), ("adapter", "adapter", "ft"),
                                     ("q4", "quantized", "adapter")):
-        _ok("attest", dirs[child], "--relation", relation, "--base-model", dirs[parent],
-            "--key", key.private, "--parent-key", key.public, "--no-hardware")
-        _ok("sign", dirs[child], "--key", key.private)
+        ok("attest", dirs[child], "--relation", relation, "--base-model", dirs[parent],
+           "--key", key.private, "--parent-key", key.public, "--no-hardware")
+        ok("sign", dirs[child], "--key", key.private)
     return dirs
 
 
@@ -79,7 +44,7 @@ def test_lineage_verifies_with_only_the_store(tmp_path: Path, key: KeyPair,
     store = tmp_path / "provenance"
     roots = {n: hash_model(p).root_hex for n, p in chain.items()}
     for n in ("base", "ft", "adapter"):
-        out = _ok("store", "add", chain[n], "--store", store)
+        out = ok("store", "add", chain[n], "--store", store)
         assert f"added sha256:{roots[n]}" in out
     # the store holds signatures, claims and manifests, and no weights
     held = sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file())
@@ -98,10 +63,10 @@ def test_lineage_verifies_with_only_the_store(tmp_path: Path, key: KeyPair,
 
     args = ["lineage", chain["q4"], "--key", key.public, "--parent-key", f"*={key.public}",
             "--store", store]
-    tree = _ok(*args)
+    tree = ok(*args)
     assert "quantized ← adapter" in tree and "adapter ← ft" in tree and "finetune ← base" in tree
     assert tree.count("✔ verified") == 4 and "bytes not re-hashed" in tree
-    rc, out, err = _run(*args, "--format", "json")
+    rc, out, err = run_cli(*args, "--format", "json")
     assert rc == 0, err
     doc = json.loads(out)
     jsonschema.Draft202012Validator(SCHEMA).validate(doc)
@@ -119,12 +84,12 @@ def test_a_store_entry_under_the_wrong_digest_is_caught(tmp_path: Path, key: Key
     """The folder name is only an index: ft's signature filed as base's is not base."""
     store = tmp_path / "provenance"
     for n in ("base", "ft", "adapter"):
-        _ok("store", "add", chain[n], "--store", store)
+        ok("store", "add", chain[n], "--store", store)
     base_root, ft_root = hash_model(chain["base"]).root_hex, hash_model(chain["ft"]).root_hex
     shutil.copy(store / "sha256" / ft_root / "model.sig", store / "sha256" / base_root /
                 "model.sig")
-    rc, out, err = _run("lineage", chain["q4"], "--key", key.public, "--parent-key",
-                        f"*={key.public}", "--store", store, "--format", "json")
+    rc, out, err = run_cli("lineage", chain["q4"], "--key", key.public, "--parent-key",
+                           f"*={key.public}", "--store", store, "--format", "json")
     assert rc == 1, err
     states = {n["name"]: n["state"] for n in json.loads(out)["nodes"]}
     assert states == {"q4": "verified", "adapter": "verified", "ft": "verified",
@@ -135,11 +100,11 @@ def test_upstream_directories_are_tried_before_the_store(tmp_path: Path, key: Ke
                                                          chain: dict[str, Path]) -> None:
     store = tmp_path / "provenance"
     for n in ("base", "ft", "adapter"):
-        _ok("store", "add", chain[n], "--store", store)
+        ok("store", "add", chain[n], "--store", store)
     base_root = hash_model(chain["base"]).root_hex
-    rc, out, err = _run("lineage", chain["q4"], "--key", key.public, "--parent-key",
-                        f"*={key.public}", "--store", store, "--upstream",
-                        f"sha256:{base_root}={chain['base']}", "--format", "json")
+    rc, out, err = run_cli("lineage", chain["q4"], "--key", key.public, "--parent-key",
+                           f"*={key.public}", "--store", store, "--upstream",
+                           f"sha256:{base_root}={chain['base']}", "--format", "json")
     assert rc == 0, err
     sources = {n["name"]: n["source"] for n in json.loads(out)["nodes"]}
     assert sources == {"q4": "local", "adapter": "store", "ft": "store", "base": "local"}
@@ -150,33 +115,33 @@ def test_store_add_refuses_what_it_cannot_vouch_for(tmp_path: Path, key: KeyPair
     store = tmp_path / "provenance"
     other = make_key(tmp_path / "keys", "other")
     # a signer check that fails: exit 1, nothing written
-    rc, _, err = _run("store", "add", chain["base"], "--store", store, "--key", other.public)
+    rc, _, err = run_cli("store", "add", chain["base"], "--store", store, "--key", other.public)
     assert rc == 1 and not (store / "sha256").exists(), err
     # files changed after signing: exit 1
     (chain["ft"] / "config.json").write_text("{}")
-    rc, _, err = _run("store", "add", chain["ft"], "--store", store)
+    rc, _, err = run_cli("store", "add", chain["ft"], "--store", store)
     assert rc == 1 and "differ" in err
     # not signed: exit 2
-    bare = _model(tmp_path / "bare", 9)
-    rc, _, err = _run("store", "add", bare, "--store", store)
+    bare = model_dir(tmp_path / "bare", 9, 8192)
+    rc, _, err = run_cli("store", "add", bare, "--store", store)
     assert rc == 2 and "not signed" in err
     # with the right key: the signer is checked and said
-    out = _ok("store", "add", chain["base"], "--store", store, "--key", key.public)
+    out = ok("store", "add", chain["base"], "--store", store, "--key", key.public)
     assert "signer verified: key sha256:" in out
 
 
 def test_store_add_keeps_claims_it_already_had(tmp_path: Path, key: KeyPair,
                                                chain: dict[str, Path]) -> None:
     store = tmp_path / "provenance"
-    _ok("store", "add", chain["ft"], "--store", store)
+    ok("store", "add", chain["ft"], "--store", store)
     before = (chain["ft"] / "claims.jsonl").read_bytes()
-    _ok("attest", chain["ft"], "--relation", "finetune", "--base-model", chain["base"],
-        "--key", key.private, "--parent-key", key.public, "--no-hardware", "--method", "sft")
+    ok("attest", chain["ft"], "--relation", "finetune", "--base-model", chain["base"],
+       "--key", key.private, "--parent-key", key.public, "--no-hardware", "--method", "sft")
     old_copy = tmp_path / "old-ft"
     shutil.copytree(chain["ft"], old_copy)
     (old_copy / "claims.jsonl").write_bytes(before)  # an older copy with one claim
-    _ok("store", "add", chain["ft"], "--store", store)
-    _ok("store", "add", old_copy, "--store", store)
+    ok("store", "add", chain["ft"], "--store", store)
+    ok("store", "add", old_copy, "--store", store)
     stored = (store / "sha256" / hash_model(chain["ft"]).root_hex / "claims.jsonl").read_bytes()
     assert stored == (chain["ft"] / "claims.jsonl").read_bytes()
     assert stored.count(b"\n") == 2
