@@ -37,52 +37,49 @@ def _signed_with_names(model: Path, party: Party, *names: str,
                                 party))
 
 
-def test_resource_named_dotdot(tmp_path: Path, publisher: Party) -> None:
+def _name_refused(tmp_path: Path, publisher: Party, name: str, message: str,
+                  serialization: dict[str, Any] | None = None) -> None:
+    """A fresh model whose validly signed statement names ``name``: verify refuses it with a
+    SignatureFormatError saying ``message``."""
     m = make_model(tmp_path / "m")
-    _signed_with_names(m, publisher, "../../x")
-    with rejected(SignatureFormatError, "resource name '../../x' contains an empty, '.' or '..'"):
+    _signed_with_names(m, publisher, name, serialization=serialization)
+    with rejected(SignatureFormatError, message):
         verify_model(m, key=publisher.public)
+
+
+def test_resource_named_dotdot(tmp_path: Path, publisher: Party) -> None:
+    _name_refused(tmp_path, publisher, "../../x",
+                  "resource name '../../x' contains an empty, '.' or '..'")
 
 
 def test_absolute_path(tmp_path: Path, publisher: Party) -> None:
-    m = make_model(tmp_path / "m")
-    _signed_with_names(m, publisher, "/etc/passwd")
-    with rejected(SignatureFormatError, "resource name '/etc/passwd' is an absolute path"):
-        verify_model(m, key=publisher.public)
+    _name_refused(tmp_path, publisher, "/etc/passwd",
+                  "resource name '/etc/passwd' is an absolute path")
 
 
 def test_backslash_path(tmp_path: Path, publisher: Party) -> None:
-    m = make_model(tmp_path / "m")
-    _signed_with_names(m, publisher, "sub\\..\\..\\x")
-    with rejected(SignatureFormatError, "contains a backslash"):
-        verify_model(m, key=publisher.public)
+    _name_refused(tmp_path, publisher, "sub\\..\\..\\x", "contains a backslash")
 
 
 def test_nul_in_name(tmp_path: Path, publisher: Party) -> None:
-    m = make_model(tmp_path / "m")
-    _signed_with_names(m, publisher, "model.safetensors\0../../etc/passwd")
-    with rejected(SignatureFormatError, "contains a NUL character"):
-        verify_model(m, key=publisher.public)
+    _name_refused(tmp_path, publisher, "model.safetensors\0../../etc/passwd",
+                  "contains a NUL character")
 
 
 def test_shard_path_traversal(tmp_path: Path, publisher: Party) -> None:
     """Shard names are ``path:start:end``; the path part gets the same checks."""
-    m = make_model(tmp_path / "m")
     ser = {"method": "shards", "hash_type": "sha256", "allow_symlinks": False,
            "shard_size": 100, "ignore_paths": ["model.sig"]}
-    _signed_with_names(m, publisher, "../outside.bin:0:100", serialization=ser)
-    with rejected(SignatureFormatError, "shard path '../outside.bin' contains an empty, '.' or "
-                                        "'..' path component"):
-        verify_model(m, key=publisher.public)
+    _name_refused(tmp_path, publisher, "../outside.bin:0:100",
+                  "shard path '../outside.bin' contains an empty, '.' or '..' path component",
+                  serialization=ser)
 
 
 def test_ignore_path_escaping_the_artifact(tmp_path: Path, publisher: Party) -> None:
     """A signed ``ignore_paths`` entry that names the parent directory."""
-    m = make_model(tmp_path / "m")
     ser = dict(DEFAULT_SERIALIZATION, ignore_paths=["../"])
-    _signed_with_names(m, publisher, "config.json", serialization=ser)
-    with rejected(SignatureFormatError, "ignore path '..' contains an empty, '.' or '..'"):
-        verify_model(m, key=publisher.public)
+    _name_refused(tmp_path, publisher, "config.json",
+                  "ignore path '..' contains an empty, '.' or '..'", serialization=ser)
 
 
 def test_unicode_normalization_twin(model: Path, publisher: Party) -> None:
