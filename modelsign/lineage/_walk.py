@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,18 +50,16 @@ from modelsign.lineage._model import (
     _TOKEN,
     DEFAULT_MAX_DEPTH,
     Budget,
-    BytesCheck,
     LineageEdge,
     LineageGraph,
     LineageNode,
     NodeState,
     ParentRule,
-    Role,
     SignerRule,
-    Source,
     rule_for,
 )
 from modelsign.lineage._store import store_entry
+from modelsign.manifest import Manifest
 from modelsign.statements import manifest_from_statement
 from modelsign.statements._bundle import (
     default_signature_path,
@@ -74,7 +72,6 @@ from modelsign.statements._provenance import Dependency, DerivationView
 from modelsign.verify import (
     Identity,
     IntegrityFailure,
-    Signer,
     Trust,
     VerificationResult,
     VerifiedStatement,
@@ -170,47 +167,21 @@ def verify_with_rule(path: PathLike, rule: SignerRule, *, trust: Trust | None = 
 # ----------------------------------------------------------------------------- the walk
 @dataclass
 class _Rec:
-    """A node while the walk builds it (frozen into a :class:`LineageNode` at the end)."""
+    """A node while the walk builds it: the :class:`LineageNode` so far (each check replaces it
+    with its findings; ``depth`` is set once the graph is complete) and what the walk needs."""
 
-    key: str
-    digest: str
-    role: Role
-    min_depth: int
-    uri: str | None = None
-    name: str | None = None
-    git_commit: str | None = None
-    relation: str | None = None
-    child: str | None = None
-    state: NodeState = "verified"
-    reason: str | None = None
-    signer: Signer | None = None
-    rule: str | None = None
-    source: Source | None = None
-    location: str | None = None
-    bytes_check: BytesCheck | None = None
-    claims_total: int = 0
-    claims_verified: int = 0
-    claim_failures: tuple[str, ...] = ()
-    notes: list[str] = field(default_factory=list)
-    result: VerificationResult | None = None
+    node: LineageNode
     derivations: list[tuple[int, DerivationView]] = field(default_factory=list)
     walk: bool = False
 
     def fail(self, state: NodeState, reason: str) -> None:
-        if self.state == "verified":  # the first failure found is the node's state
-            self.state, self.reason = state, reason
+        if self.node.state == "verified":  # the first failure found is the node's state
+            self.node = replace(self.node, state=state, reason=reason)
         else:
-            self.notes.append(f"also {state.replace('_', ' ')}: {reason}")
+            self.note(f"also {state.replace('_', ' ')}: {reason}")
 
-    def freeze(self, depth: int) -> LineageNode:
-        return LineageNode(
-            key=self.key, digest=self.digest, role=self.role, state=self.state,
-            reason=self.reason, depth=depth, min_depth=self.min_depth, uri=self.uri,
-            name=self.name, git_commit=self.git_commit, relation=self.relation,
-            child=self.child, signer=self.signer, rule=self.rule, source=self.source,
-            location=self.location, bytes_check=self.bytes_check,
-            claims_total=self.claims_total, claims_verified=self.claims_verified,
-            claim_failures=self.claim_failures, notes=tuple(self.notes), result=self.result)
+    def note(self, text: str) -> None:
+        self.node = replace(self.node, notes=(*self.node.notes, text))
 
 
 @dataclass
@@ -231,43 +202,43 @@ class _Walk:
 
     # -- one node ---------------------------------------------------------------------------
     def rule_of(self, rec: _Rec) -> SignerRule | None:
-        if rec.role == "subject":
+        n = rec.node
+        if n.role == "subject":
             return self.subject_rule
-        rule, pattern = rule_for(self.parents, digest=rec.digest or None, uri=rec.uri,
-                                 name=rec.name)
-        rec.rule = pattern
+        rule, pattern = rule_for(self.parents, digest=n.digest or None, uri=n.uri, name=n.name)
+        rec.node = replace(n, rule=pattern)
         if pattern is not None:
             self.used_patterns.add(pattern)
         return rule
 
     def no_rule(self, rec: _Rec) -> str:
-        what = rec.uri or rec.name or f"sha256:{rec.digest}"
+        n = rec.node
+        what = n.uri or n.name or f"sha256:{n.digest}"
         return (f"no --parent-identity/--parent-key rule covers this parent ({what}); who may "
                 f"sign it was not said, so its signature was not accepted; add a rule, e.g. "
-                f"--parent-key 'sha256:{rec.digest or '<hex>'}=PUB.pem' or "
-                f"--parent-identity '{rec.uri or '*'}=ID@ISSUER'")
+                f"--parent-key 'sha256:{n.digest or '<hex>'}=PUB.pem' or "
+                f"--parent-identity '{n.uri or '*'}=ID@ISSUER'")
 
     def check_local(self, rec: _Rec, path: Path, expected: str | None) -> None:
-        rec.source, rec.location = "local", str(path)
+        rec.node = replace(rec.node, source="local", location=str(path))
         rule = self.rule_of(rec)
         sig = default_signature_path(path)
         if not sig.exists() and not sig.is_symlink():
             from modelsign.manifest import hash_model
 
             root = hash_model(path, HashSpec(use_cache=self.use_cache)).root_hex
-            rec.bytes_check = "rehashed"
             if expected is not None and root != expected:
-                rec.digest = expected
+                rec.node = replace(rec.node, bytes_check="rehashed", digest=expected)
                 rec.fail("digest_mismatch", _mismatch(expected, root, signed=False))
                 return
-            rec.digest = root
+            rec.node = replace(rec.node, bytes_check="rehashed", digest=root)
             rec.fail("unsigned", f"no {SIGNATURE_FILE}: nobody vouches for this artifact "
                      f"(its bytes hash to sha256:{root}"
                      + (", the digest its child recorded)" if expected else ")"))
             if rule is not None:  # its claims can still be checked against the bytes' digest
                 self.check_claims(rec, path, None, rule)
             else:
-                rec.notes.append("its claims were not checked: no rule says who may sign them")
+                rec.note("its claims were not checked: no rule says who may sign them")
             return
         if rule is None:
             rec.fail("identity_not_allowed", self.no_rule(rec))
@@ -276,9 +247,9 @@ class _Walk:
             result = verify_with_rule(path, rule, trust=self.trust, use_cache=self.use_cache,
                                       _hints=self.hints)
         except IntegrityFailure as e:
-            rec.bytes_check = "rehashed"
-            rec.signer, rec.result = e.result.signer, e.result
-            rec.digest = rec.digest or e.result.root_digest
+            rec.node = replace(rec.node, bytes_check="rehashed", signer=e.result.signer,
+                               result=e.result,
+                               digest=rec.node.digest or e.result.root_digest)
             bad = [f"{f.status} {f.name} (signed {f.expected or '-'}, on disk {f.actual or '-'})"
                    for f in e.result.failures]
             rec.fail("digest_mismatch",
@@ -293,39 +264,54 @@ class _Walk:
         except (SignatureError, SignatureFormatError) as e:
             rec.fail("unsigned", f"{SIGNATURE_FILE} does not verify: {_text(e)}")
             return
-        rec.bytes_check = "rehashed"
-        rec.signer, rec.result = result.signer, result
+        rec.node = replace(rec.node, bytes_check="rehashed", signer=result.signer, result=result)
         self.accept(rec, result.root_digest, expected)
-        if rec.state == "verified":
+        if rec.node.ok:
             self.check_claims(rec, path, None, rule)
 
     def accept(self, rec: _Rec, signed_root: str, expected: str | None) -> None:
         if expected is not None and signed_root != expected:
-            rec.digest = expected
+            rec.node = replace(rec.node, digest=expected)
             rec.fail("digest_mismatch", _mismatch(expected, signed_root, signed=True))
             return
-        rec.digest = signed_root
+        rec.node = replace(rec.node, digest=signed_root)
 
-    def verify_sig_bytes(self, rec: _Rec, data: bytes, source: str,
-                         rule: SignerRule) -> VerifiedStatement | None:
+    def check_signature(self, rec: _Rec, sig: Path, source: str, rule: SignerRule,
+                        expected: str | None) -> Manifest | None:
+        """Read and verify the ``model.sig`` at ``sig`` under ``rule``, then check its signed
+        root digest against ``expected``: the signed manifest, or ``None`` when the node failed."""
+        try:
+            data = read_bundle(sig)
+        except (PathError, SignatureFormatError) as e:
+            rec.fail("unsigned", f"{SIGNATURE_FILE} cannot be read: {_text(e)}")
+            return None
         try:
             modes = _modes(data, rule, self.hints, self.trust)
-            return _try_modes(modes, lambda **kw: verify_bundle(  # type: ignore[no-any-return]
+            verified: VerifiedStatement = _try_modes(modes, lambda **kw: verify_bundle(
                 data, source=source, **kw))
         except _NotAllowed as e:
             rec.fail("identity_not_allowed", str(e))
+            return None
         except IdentityError as e:
             rec.fail("identity_not_allowed", _text(e))
+            return None
         except (SignatureError, SignatureFormatError) as e:
             rec.fail("unsigned", f"{SIGNATURE_FILE} does not verify: {_text(e)}")
-        return None
+            return None
+        rec.node = replace(rec.node, signer=verified.signer)
+        try:
+            manifest = manifest_from_statement(verified.statement)
+        except SignatureFormatError as e:
+            rec.fail("unsigned", f"{SIGNATURE_FILE} is not a model signature: {_text(e)}")
+            return None
+        self.accept(rec, manifest.root_hex, expected)
+        return manifest if rec.node.ok else None
 
     def check_store(self, rec: _Rec, folder: Path, expected: str) -> None:
-        rec.source, rec.location = "store", str(folder)
-        rec.bytes_check = "not_checked"
-        rec.notes.append("resolved from the provenance store: its signature and signed root "
-                         "digest were verified; its bytes were not re-hashed (the store keeps "
-                         "no weights)")
+        rec.node = replace(rec.node, source="store", location=str(folder),
+                           bytes_check="not_checked")
+        rec.note("resolved from the provenance store: its signature and signed root digest were "
+                 "verified; its bytes were not re-hashed (the store keeps no weights)")
         rule = self.rule_of(rec)
         sig = folder / SIGNATURE_FILE
         if not sig.is_file():
@@ -334,26 +320,11 @@ class _Walk:
         if rule is None:
             rec.fail("identity_not_allowed", self.no_rule(rec))
             return
-        try:
-            data = read_bundle(sig)
-        except (PathError, SignatureFormatError) as e:
-            rec.fail("unsigned", f"{SIGNATURE_FILE} cannot be read: {_text(e)}")
-            return
-        verified = self.verify_sig_bytes(rec, data, str(sig), rule)
-        if verified is None:
-            return
-        rec.signer = verified.signer
-        try:
-            manifest = manifest_from_statement(verified.statement)
-        except SignatureFormatError as e:
-            rec.fail("unsigned", f"{SIGNATURE_FILE} is not a model signature: {_text(e)}")
-            return
-        self.accept(rec, manifest.root_hex, expected)
-        if rec.state == "verified":
+        if self.check_signature(rec, sig, str(sig), rule, expected) is not None:
             self.check_claims(rec, folder, folder / CLAIMS_FILE, rule)
 
     def check_hub(self, rec: _Rec, ref: HubRef, expected: str | None) -> None:
-        rec.source, rec.location = "hub", str(ref)
+        rec.node = replace(rec.node, source="hub", location=str(ref))
         rule = self.rule_of(rec)
         if self.hub is None:
             rec.fail("unresolved", f"{ref} is on the Hub, and Hub resolution is off (pass --hub "
@@ -374,39 +345,26 @@ class _Walk:
         if files.signature is None:
             rec.fail("unsigned", f"{ref} has no {SIGNATURE_FILE} at that commit")
             return
-        try:
-            data = read_bundle(files.signature)
-        except (PathError, SignatureFormatError) as e:
-            rec.fail("unsigned", f"{SIGNATURE_FILE} cannot be read: {_text(e)}")
-            return
-        verified = self.verify_sig_bytes(rec, data, f"{ref}:{SIGNATURE_FILE}", rule)
-        if verified is None:
-            return
-        rec.signer = verified.signer
-        try:
-            manifest = manifest_from_statement(verified.statement)
-        except SignatureFormatError as e:
-            rec.fail("unsigned", f"{SIGNATURE_FILE} is not a model signature: {_text(e)}")
-            return
-        self.accept(rec, manifest.root_hex, expected)
-        if rec.state != "verified":
+        manifest = self.check_signature(rec, files.signature, f"{ref}:{SIGNATURE_FILE}", rule,
+                                        expected)
+        if manifest is None:
             return
         self.check_hub_bytes(rec, files, manifest, rule)
-        if rec.state == "verified":
+        if rec.node.ok:
             self.check_claims(rec, files.signature.parent, files.claims, rule, hub=True)
 
-    def check_hub_bytes(self, rec: _Rec, files: HubFiles, manifest: Any,
+    def check_hub_bytes(self, rec: _Rec, files: HubFiles, manifest: Manifest,
                         rule: SignerRule) -> None:
         assert self.hub is not None
         cmp = self.hub.compare(files, manifest)
-        rec.bytes_check = "hub_metadata"
+        rec.node = replace(rec.node, bytes_check="hub_metadata")
         if not cmp.ok:
             rec.fail("digest_mismatch", "the Hub's files at that commit differ from the signed "
                      "manifest: " + "; ".join(cmp.problems[:5])
                      + (" ..." if len(cmp.problems) > 5 else ""))
             return
         if not self.fetch_files:
-            rec.notes.append(
+            rec.note(
                 f"bytes not downloaded: {cmp.checked} file(s) matched the Hub's sha256 metadata"
                 + (f", {len(cmp.unchecked)} without Hub sha256 not checked"
                    if cmp.unchecked else "") + " (--fetch-files downloads and re-hashes)")
@@ -425,10 +383,11 @@ class _Walk:
         except ModelsignError as e:
             rec.fail("unresolved", f"cannot download {files.ref}: {_text(e)}")
             return
-        if result.root_digest != rec.digest:
-            rec.fail("digest_mismatch", _mismatch(rec.digest, result.root_digest, signed=True))
+        if result.root_digest != rec.node.digest:
+            rec.fail("digest_mismatch",
+                     _mismatch(rec.node.digest, result.root_digest, signed=True))
             return
-        rec.result, rec.bytes_check = result, "rehashed"
+        rec.node = replace(rec.node, result=result, bytes_check="rehashed")
 
     def check_claims(self, rec: _Rec, artifact: Path, claims_file: Path | None,
                      rule: SignerRule, *, hub: bool = False) -> None:
@@ -442,7 +401,8 @@ class _Walk:
             return
         reports = []
         for kwargs in _claim_modes(rule, self.trust):
-            reports.append(verify_claims(artifact, rec.digest, claims_file=target, **kwargs))
+            reports.append(verify_claims(artifact, rec.node.digest, claims_file=target,
+                                         **kwargs))
         best: dict[int, ClaimResult] = {}
         for report in reports:
             for c in report.claims:
@@ -450,11 +410,11 @@ class _Walk:
                     best[c.line] = c
         problems = list(reports[0].problems) if reports else []
         lines = [best[n] for n in sorted(best)]
-        rec.claims_total = len(lines)
-        rec.claims_verified = sum(1 for c in lines if c.ok)
         failures = [f"{CLAIMS_FILE}: {p}" for p in problems]
         failures += [f"{CLAIMS_FILE}:{c.line}: {c.reason}" for c in lines if not c.ok]
-        rec.claim_failures = tuple(failures)
+        rec.node = replace(rec.node, claims_total=len(lines),
+                           claims_verified=sum(1 for c in lines if c.ok),
+                           claim_failures=tuple(failures))
         rec.derivations = [(c.line, c.derivation) for c in lines
                            if c.ok and c.derivation is not None]
         if failures:
@@ -463,7 +423,8 @@ class _Walk:
 
     # -- resolution -------------------------------------------------------------------------
     def resolve(self, rec: _Rec) -> None:
-        expected = rec.digest or None
+        n = rec.node
+        expected = n.digest or None
         if expected is not None and expected in self.upstream:
             self.check_local(rec, self.upstream[expected], expected)
             return
@@ -472,7 +433,7 @@ class _Walk:
             if folder is not None:
                 self.check_store(rec, folder, expected)
                 return
-        ref = parse_hub_uri(rec.uri, rec.git_commit)
+        ref = parse_hub_uri(n.uri, n.git_commit)
         if ref is not None:
             self.check_hub(rec, ref, expected)
             return
@@ -482,18 +443,18 @@ class _Walk:
                          else "no --upstream given")
             tried.append(f"not in the store {self.store}" if self.store is not None
                          else "no --store given")
-        if rec.uri and rec.uri.startswith("hf://") and not rec.git_commit:
+        if n.uri and n.uri.startswith("hf://") and not n.git_commit:
             tried.append("its hf:// URI is not pinned to a commit")
-        elif rec.uri and not rec.uri.startswith("hf://"):
-            tried.append(f"its URI {rec.uri} is not a Hub URI")
-        elif not rec.uri:
+        elif n.uri and not n.uri.startswith("hf://"):
+            tried.append(f"its URI {n.uri} is not a Hub URI")
+        elif not n.uri:
             tried.append("no Hub URI recorded")
         rec.fail("unresolved", "parent not found: " + "; ".join(tried)
                  + (f"; pass --upstream sha256:{expected}=DIR or add it to a --store"
                     if expected else ""))
 
     def walk(self, root: _Rec) -> tuple[list[_Rec], list[LineageEdge]]:
-        records: dict[str, _Rec] = {root.key: root}
+        records: dict[str, _Rec] = {root.node.key: root}
         order = [root]
         edges: list[LineageEdge] = []
         seen_edges: set[tuple[str, str, str]] = set()
@@ -510,24 +471,28 @@ class _Walk:
                     key = _dep_key(dep)
                     role: Literal["base_model", "dataset"] = (
                         "base_model" if dep.role == "base_model" else "dataset")
-                    if (rec.key, key, role) in seen_edges:
+                    child = rec.node.key
+                    if (child, key, role) in seen_edges:
                         continue
-                    seen_edges.add((rec.key, key, role))
-                    edges.append(LineageEdge(
-                        child=rec.key, parent=key, role=role, relation=view.relation,
+                    seen_edges.add((child, key, role))
+                    edge = LineageEdge(
+                        child=child, parent=key, role=role, relation=view.relation,
                         claim_line=line, digest=dep.sha256, git_commit=dep.git_commit,
-                        uri=dep.uri, name=dep.name))
+                        uri=dep.uri, name=dep.name)
+                    edges.append(edge)
                     if key in records:
                         continue
-                    new = _Rec(key=key, digest=dep.sha256 or "", role=role,
-                               min_depth=rec.min_depth + 1, uri=dep.uri, name=dep.name,
-                               git_commit=dep.git_commit, relation=view.relation,
-                               child=rec.key)
+                    depth = rec.node.min_depth + 1
+                    new = _Rec(LineageNode(
+                        key=key, digest=edge.digest or "", role=role, state="verified",
+                        reason=None, depth=depth, min_depth=depth, uri=edge.uri,
+                        name=edge.name, git_commit=edge.git_commit, relation=edge.relation,
+                        child=child))
                     records[key] = new
                     order.append(new)
                     self.rule_of(new)  # records the pattern that covers it, resolved or not
-                    if new.min_depth > self.max_depth:
-                        new.fail("unresolved", f"beyond the depth limit: {new.min_depth} "
+                    if depth > self.max_depth:
+                        new.fail("unresolved", f"beyond the depth limit: {depth} "
                                  f"generations above the subject, the limit is "
                                  f"{self.max_depth} (--max-depth); not resolved")
                         continue
@@ -572,8 +537,8 @@ def _cycles_and_depths(records: list[_Rec], edges: list[LineageEdge]
     by_child: dict[str, list[int]] = {}
     for i, e in enumerate(out):
         by_child.setdefault(e.child, []).append(i)
-    recs = {r.key: r for r in records}
-    root = records[0].key
+    recs = {r.node.key: r for r in records}
+    root = records[0].node.key
     color: dict[str, int] = {}  # 1 on the stack, 2 done
     stack: list[tuple[str, int]] = [(root, 0)]
     path: list[str] = [root]
@@ -592,8 +557,7 @@ def _cycles_and_depths(records: list[_Rec], edges: list[LineageEdge]
         state = color.get(parent, 0)
         if state == 1:
             e = out[idx]
-            out[idx] = LineageEdge(e.child, e.parent, e.role, e.relation, e.claim_line,
-                                   e.digest, e.git_commit, e.uri, e.name, cycle=True)
+            out[idx] = replace(e, cycle=True)
             loop = path[path.index(parent):]
             names = " -> ".join(_short(recs[k]) for k in [*loop, parent])
             recs[key].fail("claim_invalid",
@@ -607,10 +571,10 @@ def _cycles_and_depths(records: list[_Rec], edges: list[LineageEdge]
             path.append(parent)
     # longest distance over the acyclic edges (Kahn's order)
     acyclic = [e for e in out if not e.cycle]
-    indeg: dict[str, int] = {r.key: 0 for r in records}
+    indeg: dict[str, int] = {r.node.key: 0 for r in records}
     for e in acyclic:
         indeg[e.parent] += 1
-    depth = {r.key: 0 for r in records}
+    depth = {r.node.key: 0 for r in records}
     ready = deque(k for k, d in indeg.items() if d == 0)
     kids: dict[str, list[LineageEdge]] = {}
     for e in acyclic:
@@ -626,8 +590,9 @@ def _cycles_and_depths(records: list[_Rec], edges: list[LineageEdge]
 
 
 def _short(rec: _Rec) -> str:
-    who = rec.uri or rec.name
-    dig = f"sha256:{rec.digest[:12]}" if rec.digest else rec.key
+    n = rec.node
+    who = n.uri or n.name
+    dig = f"sha256:{n.digest[:12]}" if n.digest else n.key
     return f"{who} ({dig})" if who else dig
 
 
@@ -725,27 +690,30 @@ def verify_lineage(
             raise InputError("verify_lineage was given a result that did not verify",
                              hint="pass the model path; lineage records its failure")
         path = Path(result.path)
-        root = _Rec(key=f"sha256:{result.root_digest}", digest=result.root_digest,
-                    role="subject", min_depth=0, name=result.subject_name, source="local",
-                    location=str(path), signer=result.signer, result=result,
-                    bytes_check="rehashed")
+        root = _Rec(LineageNode(
+            key=f"sha256:{result.root_digest}", digest=result.root_digest, role="subject",
+            state="verified", reason=None, depth=0, min_depth=0, name=result.subject_name,
+            source="local", location=str(path), signer=result.signer, result=result,
+            bytes_check="rehashed"))
         walker.check_claims(root, path, None, walker.subject_rule)
     else:
         path = Path(subject)  # type: ignore[arg-type]
         if not path.exists():
             raise PathError("model path does not exist", path=path,
                             hint="pass the model (or dataset) directory whose lineage to check")
-        root = _Rec(key="", digest="", role="subject", min_depth=0,
-                    name=path.resolve().name or str(path))
+        root = _Rec(LineageNode(key="", digest="", role="subject", state="verified",
+                                reason=None, depth=0, min_depth=0,
+                                name=path.resolve().name or str(path)))
         walker.check_local(root, path, None)
-        root.key = f"sha256:{root.digest}" if root.digest else f"path:{path}"
+        root.node = replace(root.node, key=f"sha256:{root.node.digest}" if root.node.digest
+                            else f"path:{path}")
 
     records, edges = walker.walk(root)
     edges, depths = _cycles_and_depths(records, edges)
     warnings = [f"--parent rule pattern {p.pattern!r} matched no parent"
                 for p in dict.fromkeys(walker.parents)
                 if p.pattern not in walker.used_patterns]
-    nodes = [r.freeze(depths.get(r.key, r.min_depth)) for r in records]
+    nodes = [replace(r.node, depth=depths.get(r.node.key, r.node.min_depth)) for r in records]
     return LineageGraph(str(path), nodes[0], tuple(nodes[1:]), tuple(edges), max_depth,
                         tuple(dict.fromkeys(warnings)), _token=_TOKEN)
 
