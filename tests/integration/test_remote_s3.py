@@ -21,7 +21,9 @@ import pytest
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
-from modelsign.cli import main  # noqa: E402
+# ``modelsign hash`` in-process, and its exit-2 check (one line on stderr, nothing on stdout)
+from test_hash_cli import _bad, _run  # noqa: E402
+
 from modelsign.errors import FileChangedError, InputError, PathError  # noqa: E402
 from modelsign.hashing import HashSpec  # noqa: E402
 from modelsign.manifest import hash_model  # noqa: E402
@@ -74,22 +76,6 @@ def _local(tmp_path: Path, files: dict[str, bytes] = FILES) -> Path:
         (root / k).parent.mkdir(parents=True, exist_ok=True)
         (root / k).write_bytes(v)
     return root
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["hash", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _bad(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Exit 2, one line on stderr, nothing on stdout (nothing written)."""
-    code, out, err = _run(capsys, *args)
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert err.count("\n") == 1 and err.startswith("modelsign: error: "), err
-    assert "Traceback" not in err
-    return err
 
 
 # ---------------------------------------------------------------------------- same manifest
