@@ -155,6 +155,30 @@ def test_big_files_split_across_threads_same_as_model_signing(tmp_path: Path,
     assert ours == peer and our_root == peer_root
 
 
+def _sparse_with_marks(path: Path, size: int, seed: int) -> None:
+    """A sparse file with distinct bytes every few MiB: cheap on disk, but order-sensitive."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for off in range(seed * 4096, size - 64, 3_000_017):
+            f.seek(off)
+            f.write(hashlib.sha256(b"%d:%d" % (seed, off)).digest())
+
+
+@pytest.mark.parametrize("method", ["files", "shards"])
+def test_paired_streams_same_as_model_signing(tmp_path: Path, method: str) -> None:
+    """More long streams than cores: the engine hashes them two at a time on each core with
+    the two-lane SHA-256 (decision 0012) where the CPU has it. Same digests as the peer's
+    hashlib, with streams of unequal lengths that pair, finish and re-pair."""
+    root = tmp_path / "many"
+    root.mkdir()
+    sizes = [70 << 20, (33 << 20) + 5, (90 << 20) - 3, (45 << 20) + 64, (36 << 20) + 1, 40 << 20]
+    for i, n in enumerate(sizes):
+        _sparse_with_marks(root / f"w{i}.safetensors", n, i + 1)
+    ours, our_root = _ours(root, method, "sha256", 50_000_000)
+    peer, peer_root = _peer(root, method, "sha256", 50_000_000)
+    assert ours == peer and our_root == peer_root
+
+
 def test_blake2b_is_the_64_byte_hashlib_default(tmp_path: Path) -> None:
     f = _write(tmp_path / "m", {"w": b"x" * 1000})
     result = hash_tree(f, HashSpec(algorithm="blake2b", use_cache=False))
