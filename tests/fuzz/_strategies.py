@@ -58,6 +58,30 @@ def parses_or_refuses(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | Mo
     return result
 
 
+def chained(*steps: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """One parser made of ``steps``, each fed what the one before returned (a parser of bytes
+    followed by the parsers of its result, the way the library chains them)."""
+
+    def run(data: Any) -> Any:
+        for step in steps:
+            data = step(data)
+        return data
+
+    run.__name__ = " -> ".join(getattr(s, "__name__", "fn") for s in steps)
+    return run
+
+
+def parse_each(data: Any, *parsers: Callable[[Any], Any]) -> list[Any]:
+    """:func:`parses_or_refuses` of each of ``parsers`` on the same ``data``, in order."""
+    return [parses_or_refuses(fn, data) for fn in parsers]
+
+
+def random_documents(max_size: int) -> st.SearchStrategy[bytes]:
+    """Random input for a parser of bytes: up to ``max_size`` random bytes, or the JSON of a
+    random value."""
+    return st.binary(max_size=max_size) | json_values.map(dumps)
+
+
 # ------------------------------------------------------------------------------- mutations
 def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]

@@ -21,20 +21,24 @@ from modelsign.statements import Statement, manifest_from_statement, parse_state
 from modelsign.statements._provenance import parse_provenance
 from modelsign.verify import VerificationResult, verify_model
 
-from ._strategies import dumps, json_values, mutated_json, parses_or_refuses
+from ._strategies import (
+    chained,
+    dumps,
+    json_values,
+    mutated_json,
+    parse_each,
+    parses_or_refuses,
+    random_documents,
+)
 from .conftest import World, budget
 
-
-def _statement_chain(raw: bytes) -> None:
-    st_ = parse_statement(raw)
-    manifest_from_statement(st_)
+_statement_chain = chained(parse_statement, manifest_from_statement)
 
 
 @budget(150, 2000)
-@given(st.binary(max_size=1024) | json_values.map(dumps))
+@given(random_documents(1024))
 def test_parse_statement_random(raw: bytes) -> None:
-    parses_or_refuses(parse_statement, raw)
-    parses_or_refuses(_statement_chain, raw)
+    parse_each(raw, parse_statement, _statement_chain)
 
 
 @budget(150, 2000)
