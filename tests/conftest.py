@@ -33,7 +33,8 @@ def oms_schemas() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own cache dirs, so nothing leaks between tests or from the user."""
     base = tmp_path_factory.mktemp("env")
     monkeypatch.setenv("MODELSIGN_CACHE_DIR", str(base / "modelsign-cache"))
