@@ -6,34 +6,14 @@ import difflib
 import json
 import sys
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelsign.cli._options import (
-    HASHING_PANEL,
-    Algorithm,
-    AlgorithmOption,
-    AllowSymlinksOption,
-    IgnorePathOption,
-    Method,
-    NoCacheOption,
-    ShardSizeOption,
-    hash_spec_from_options,
-)
+from modelsign.cli import _options as opt
 from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
-from modelsign.cli._sign import (
-    CertOption,
-    ChainOption,
-    IdentityTokenOption,
-    OAuthForceOobOption,
-    PasswordFileOption,
-    SignKeyOption,
-    StagingOption,
-    TrustConfigOption,
-)
+from modelsign.cli._text import out
 from modelsign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,22 +74,17 @@ _ENV = "Environment and run"
 _PARENT_ID = "Verifying local parents"
 
 
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 def _params(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+    parsed: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InputError("--param must be KEY=VALUE", expected="e.g. --param lora_r=16",
                              actual=repr(item)[:80])
-        if key in out:
+        if key in parsed:
             raise InputError(f"--param {key} is given twice", expected="each key once")
-        out[key] = value
-    return out
+        parsed[key] = value
+    return parsed
 
 
 def _time(flag: str, text: str | None) -> datetime | None:
@@ -130,7 +105,6 @@ def _parent_verifier(order: list[str], identity: list[str], identity_regex: list
                      issuer: list[str], key: Path | None, cert_chain: list[Path],
                      trusted_root: Path | None, trust_config: Path | None) -> ParentVerifier | None:
     from modelsign.claims import ParentVerifier
-    from modelsign.cli._verify import _trust, identity_rules
 
     if not (identity or identity_regex or issuer or key or cert_chain):
         if trusted_root or trust_config:
@@ -138,13 +112,13 @@ def _parent_verifier(order: list[str], identity: list[str], identity_regex: list
                              "(or --parent-identity-regex) and --parent-issuer")
         return None
     names = [n.removeprefix("parent_") for n in order if n.startswith("parent_")]
-    rules = identity_rules(names, identity, identity_regex, issuer)
+    rules = opt.identity_rules(names, identity, identity_regex, issuer)
     if (key is not None or cert_chain) and (trusted_root or trust_config):
         raise InputError("parent trust-root options apply to keyless parent signatures only")
     options: dict[str, Any] = {"identities": rules, "key": key, "cert_chain": cert_chain,
                                "key_flag": "--parent-key"}
     if key is None and not cert_chain:
-        options["trust"] = _trust(trusted_root, trust_config, False, False)
+        options["trust"] = opt.trust_from_options(trusted_root, trust_config)
     return ParentVerifier(**options)
 
 
@@ -199,14 +173,14 @@ def attest(
     invocation_id: Annotated[str | None, typer.Option(
         "--invocation-id", help="The run's id (CI job URL, experiment id, ...).",
         rich_help_panel=_ENV, show_default=False)] = None,
-    key: SignKeyOption = None,
-    password_file: PasswordFileOption = None,
-    cert: CertOption = None,
-    chain: ChainOption = None,
-    identity_token: IdentityTokenOption = None,
-    oauth_force_oob: OAuthForceOobOption = False,
-    staging: StagingOption = False,
-    trust_config: TrustConfigOption = None,
+    key: opt.SignKeyOption = None,
+    password_file: opt.PasswordFileOption = None,
+    cert: opt.CertOption = None,
+    chain: opt.ChainOption = None,
+    identity_token: opt.IdentityTokenOption = None,
+    oauth_force_oob: opt.OAuthForceOobOption = False,
+    staging: opt.SigningStagingOption = False,
+    trust_config: opt.SigningTrustConfigOption = None,
     parent_identity: Annotated[list[str] | None, typer.Option(
         "--parent-identity", help="Who may have signed local parents (exact SAN); each with a "
         "--parent-issuer.", rich_help_panel=_PARENT_ID, show_default=False)] = None,
@@ -230,18 +204,17 @@ def attest(
     parent_trust_config: Annotated[Path | None, typer.Option(
         "--parent-trust-config", help="Sigstore ClientTrustConfig JSON for keyless parents.",
         rich_help_panel=_PARENT_ID, show_default=False)] = None,
-    hash_method: Annotated[Method, typer.Option(
+    hash_method: Annotated[opt.Method, typer.Option(
         "--hash-method", help="How PATH is hashed when it has no model.sig yet (files or "
         "shards): use what you will sign with. A signed PATH is hashed as its signature "
-        "records.", rich_help_panel=HASHING_PANEL)] = Method.files,
-    algorithm: AlgorithmOption = Algorithm.sha256,
-    shard_size: ShardSizeOption = None,
-    ignore_path: IgnorePathOption = None,
-    allow_symlinks: AllowSymlinksOption = False,
-    no_cache: NoCacheOption = False,
+        "records.", rich_help_panel=opt.HASHING_PANEL)] = opt.Method.files,
+    algorithm: opt.AlgorithmOption = opt.Algorithm.sha256,
+    shard_size: opt.ShardSizeOption = None,
+    ignore_path: opt.IgnorePathOption = None,
+    allow_symlinks: opt.AllowSymlinksOption = False,
+    no_cache: opt.NoCacheOption = False,
 ) -> None:
     from modelsign.claims import attest as do_attest
-    from modelsign.cli._sign import _build_signer
     from modelsign.statements._models import RELATIONS
     from modelsign.statements._provenance import DEFAULT_BUILDER_ID
 
@@ -256,14 +229,16 @@ def attest(
                                 parent_cert_chain or [], parent_trusted_root, parent_trust_config)
     params = _params(param or [])
     start, finish = _time("--started-on", started_on), _time("--finished-on", finished_on)
-    signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
-                           identity_token=identity_token, oauth_force_oob=oauth_force_oob,
-                           staging=staging, trust_config=trust_config)
-    explicit = (hash_method is not Method.files or algorithm is not Algorithm.sha256
+    signer = opt.signer_from_options(
+        key=key, password_file=password_file, cert=cert, chain=chain,
+        identity_token=identity_token, oauth_force_oob=oauth_force_oob, staging=staging,
+        trust_config=trust_config)
+    explicit = (hash_method is not opt.Method.files or algorithm is not opt.Algorithm.sha256
                 or shard_size is not None or bool(ignore_path) or allow_symlinks)
-    spec = hash_spec_from_options(method=hash_method, algorithm=algorithm, shard_size=shard_size,
-                                  ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
-                                  no_cache=no_cache) if explicit else None
+    spec = opt.hash_spec_from_options(
+        method=hash_method, algorithm=algorithm, shard_size=shard_size,
+        ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
+        no_cache=no_cache) if explicit else None
     claim = do_attest(
         path, signer=signer, relation=relation,
         method=method, params=params, config=config, base_models=base_model or [],
@@ -273,14 +248,14 @@ def attest(
         parent_verifier=verifier, import_torch=not no_hardware, spec=spec,
         use_cache=not no_cache)
     v = claim.view
-    out = [f"attested {v.subject_name}: sha256:{v.subject_digest}",
+    lines = [f"attested {v.subject_name}: sha256:{v.subject_digest}",
            f"  relation {v.relation}" + (f", method {v.method}" if v.method else "")]
-    out += [f"  base model {_dep(d)}" for d in v.base_models]
-    out += [f"  dataset {_dep(d)}" for d in v.datasets]
-    out.append("  frameworks " + ", ".join(str(f) for f in v.frameworks))
-    out.append(f"  signed by {claim.bundle.describe()}")
-    out.append(f"  claim written to {claim.path} (line {claim.line})")
-    sys.stdout.write("\n".join(out) + "\n")
+    lines += [f"  base model {_dep(d)}" for d in v.base_models]
+    lines += [f"  dataset {_dep(d)}" for d in v.datasets]
+    lines.append("  frameworks " + ", ".join(str(f) for f in v.frameworks))
+    lines.append(f"  signed by {claim.bundle.describe()}")
+    lines.append(f"  claim written to {claim.path} (line {claim.line})")
+    out("\n".join(lines) + "\n")
 
 
 def _dep(d: Dependency, *, recorded: bool = False) -> str:
@@ -293,8 +268,8 @@ def _dep(d: Dependency, *, recorded: bool = False) -> str:
 def claims(
     path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file, or a "
                                          "claims.jsonl file.", show_default=False)],
-    output_format: Annotated[OutputFormat, typer.Option(
-        "--format", help="text, or json: one document on stdout.")] = OutputFormat.text,
+    output_format: Annotated[opt.OutputFormat, typer.Option(
+        "--format", help="text, or json: one document on stdout.")] = opt.OutputFormat.text,
 ) -> None:
     from modelsign.claims import inspect_claims
 
@@ -302,12 +277,12 @@ def claims(
         raise InputError("path not found", path=path,
                          hint="pass the model (or dataset) directory, or its claims.jsonl")
     read, infos = inspect_claims(path)
-    if output_format is OutputFormat.json:
+    if output_format is opt.OutputFormat.json:
         doc = {"path": str(read.path), "exists": read.exists, "verified": False,
                "problems": list(read.problems), "claims": [i.to_json() for i in infos]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    sys.stdout.write(_text(read, infos))
+    out(_text(read, infos))
 
 
 def _text(read: ClaimsFile, infos: tuple[ClaimInfo, ...]) -> str:

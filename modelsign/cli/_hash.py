@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from modelsign.cli._options import (
-    Algorithm,
-    AlgorithmOption,
-    AllowSymlinksOption,
-    ExecutorName,
-    ExecutorOption,
-    IgnorePathOption,
-    Method,
-    MethodOption,
-    NoCacheOption,
-    SchedulerOption,
-    ShardSizeOption,
-    StorageOptionOption,
-    TrustHubLfsOption,
-    executor_from_options,
-    hash_spec_from_options,
-)
+from modelsign.cli import _options as opt
 
 _HELP = (
     "Hash a model (or dataset) directory or file: print its root digest.\n\n"
@@ -55,11 +38,6 @@ _HELP = (
 )
 
 
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 def _write(data: bytes) -> None:
     out = getattr(sys.stdout, "buffer", None)
     if out is None:
@@ -75,40 +53,40 @@ def hash_command(
         metavar="PATH_OR_URI", help="Model (or dataset) directory or file to hash, or a remote "
         "source: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hf://[datasets/]ORG/NAME@<commit>.",
         show_default=False)],
-    output_format: Annotated[OutputFormat, typer.Option(
+    output_format: Annotated[opt.OutputFormat, typer.Option(
         "--format", help="text: sha256:<root digest>; json: the OMS predicate (RFC 8785); for "
         "a remote source {subject, predicate, source}.")
-    ] = OutputFormat.text,
-    method: MethodOption = Method.files,
-    algorithm: AlgorithmOption = Algorithm.sha256,
-    shard_size: ShardSizeOption = None,
-    ignore_path: IgnorePathOption = None,
-    allow_symlinks: AllowSymlinksOption = False,
-    no_cache: NoCacheOption = False,
-    executor: ExecutorOption = ExecutorName.threads,
-    scheduler: SchedulerOption = None,
-    storage_option: StorageOptionOption = None,
-    trust_hub_lfs_sha256: TrustHubLfsOption = False,
+    ] = opt.OutputFormat.text,
+    method: opt.MethodOption = opt.Method.files,
+    algorithm: opt.AlgorithmOption = opt.Algorithm.sha256,
+    shard_size: opt.ShardSizeOption = None,
+    ignore_path: opt.IgnorePathOption = None,
+    allow_symlinks: opt.AllowSymlinksOption = False,
+    no_cache: opt.NoCacheOption = False,
+    executor: opt.ExecutorOption = opt.ExecutorName.threads,
+    scheduler: opt.SchedulerOption = None,
+    storage_option: opt.StorageOptionOption = None,
+    trust_hub_lfs_sha256: opt.TrustHubLfsOption = False,
 ) -> None:
     from modelsign.manifest import hash_model
 
-    spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
-                                  ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
-                                  no_cache=no_cache)
+    spec = opt.hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
+                                      ignore_paths=ignore_path, allow_symlinks=allow_symlinks,
+                                      no_cache=no_cache)
     kwargs: dict[str, Any] = {}
     if storage_option or trust_hub_lfs_sha256:
         from modelsign.hashing._remote import parse_storage_options
 
         kwargs = {"storage_options": parse_storage_options(storage_option or ()),
                   "trust_hub_lfs_sha256": trust_hub_lfs_sha256}
-    with executor_from_options(executor, scheduler, source=source) as ex:
+    with opt.executor_from_options(executor, scheduler, source=source) as ex:
         manifest = hash_model(source, spec, executor=ex, **kwargs)
     origin = manifest.source
     if origin is not None and origin.trust_hub_lfs_sha256:
         sys.stderr.write(f"modelsign: note: {len(origin.hub_lfs_sha256)} LFS file(s) were not "
                          "read: their digests are the Hub's metadata (--trust-hub-lfs-sha256); "
                          "hash without it to measure every byte\n")
-    if output_format is OutputFormat.json:
+    if output_format is opt.OutputFormat.json:
         import rfc8785
 
         doc: dict[str, Any] = manifest.to_predicate()

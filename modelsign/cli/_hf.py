@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from modelsign.cli._options import (
-    Algorithm,
-    AlgorithmOption,
-    IgnorePathOption,
-    Method,
-    MethodOption,
-    NoCacheOption,
-    ShardSizeOption,
-    hash_spec_from_options,
-)
+from modelsign.cli import _options as opt
 from modelsign.cli._ordered import ORDER_KEY, OrderedCommand
-from modelsign.cli._sign import (
-    CertOption,
-    ChainOption,
-    IdentityTokenOption,
-    OAuthForceOobOption,
-    PasswordFileOption,
-    SignKeyOption,
-    StagingOption,
-    TrustConfigOption,
-    _build_signer,
-)
-from modelsign.cli._verify import (
-    OutputFormat,
-    _emit_json,
-    _error_document,
-    _print_files,
-    _trust,
-    identity_rules,
-)
+from modelsign.cli._text import err, out
+from modelsign.cli._verify import _emit_json, _error_document, _print_files
 from modelsign.errors import InputError, ModelsignError
 
 _PUBLISH_HELP = (
@@ -87,16 +60,13 @@ _VERIFY_HELP = (
 
 _ATTEST = "Provenance (--attest)"
 _HUB = "Hub"
-_VKEYLESS = "Keyless (Sigstore) signatures"
-_VOTHER = "Key and certificate signatures"
-_TRUST = "Trust root (keyless)"
 
 hf_app = typer.Typer(name="hf", help="Publish signed models to the Hugging Face Hub and verify "
                      "them from it.", no_args_is_help=True)
 
 
 def _err(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    err(line)  # one line; outside names (files, repos, identities) made safe for a terminal
 
 
 @hf_app.command("publish", help=_PUBLISH_HELP, no_args_is_help=True)
@@ -121,19 +91,19 @@ def publish(
     commit_message: Annotated[str | None, typer.Option(
         "--commit-message", "-m", help="Commit title.", rich_help_panel=_HUB,
         show_default=False)] = None,
-    key: SignKeyOption = None,
-    password_file: PasswordFileOption = None,
-    cert: CertOption = None,
-    chain: ChainOption = None,
-    identity_token: IdentityTokenOption = None,
-    oauth_force_oob: OAuthForceOobOption = False,
-    staging: StagingOption = False,
-    trust_config: TrustConfigOption = None,
-    method: MethodOption = Method.files,
-    algorithm: AlgorithmOption = Algorithm.sha256,
-    shard_size: ShardSizeOption = None,
-    ignore_path: IgnorePathOption = None,
-    no_cache: NoCacheOption = False,
+    key: opt.SignKeyOption = None,
+    password_file: opt.PasswordFileOption = None,
+    cert: opt.CertOption = None,
+    chain: opt.ChainOption = None,
+    identity_token: opt.IdentityTokenOption = None,
+    oauth_force_oob: opt.OAuthForceOobOption = False,
+    staging: opt.SigningStagingOption = False,
+    trust_config: opt.SigningTrustConfigOption = None,
+    method: opt.MethodOption = opt.Method.files,
+    algorithm: opt.AlgorithmOption = opt.Algorithm.sha256,
+    shard_size: opt.ShardSizeOption = None,
+    ignore_path: opt.IgnorePathOption = None,
+    no_cache: opt.NoCacheOption = False,
     attest: Annotated[str | None, typer.Option(
         "--attest", help="Also sign a derivation claim with this relation (finetune, adapter, "
         "quantized, ...), appended to PATH/claims.jsonl and uploaded.",
@@ -157,11 +127,12 @@ def publish(
         raise InputError("--base-model and --dataset need --attest RELATION")
     if repo_type not in ("model", "dataset"):
         raise InputError("--repo-type must be model or dataset", actual=repo_type)
-    spec = hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
-                                  ignore_paths=ignore_path, no_cache=no_cache)
-    signer = _build_signer(key=key, password_file=password_file, cert=cert, chain=chain or [],
-                           identity_token=identity_token, oauth_force_oob=oauth_force_oob,
-                           staging=staging, trust_config=trust_config)
+    spec = opt.hash_spec_from_options(method=method, algorithm=algorithm, shard_size=shard_size,
+                                      ignore_paths=ignore_path, no_cache=no_cache)
+    signer = opt.signer_from_options(
+        key=key, password_file=password_file, cert=cert, chain=chain,
+        identity_token=identity_token, oauth_force_oob=oauth_force_oob, staging=staging,
+        trust_config=trust_config)
     if card_metadata and not attest:
         raise InputError("--card-metadata needs --attest RELATION (the card follows the claim)")
     claims = None
@@ -175,7 +146,7 @@ def publish(
                         private=private, commit_message=commit_message, claims=claims,
                         delete_extra=delete_extra, on_event=_err)
     where = result.pr_revision or result.revision
-    sys.stdout.write(
+    out(
         f"published {result.repo_id}@{where}: commit {result.commit}\n"
         f"  signed sha256:{result.sign.root_digest} by {result.sign.bundle.describe()}\n"
         f"  {len(result.uploaded)} file(s) in one commit on top of {result.parent}\n"
@@ -232,29 +203,14 @@ def verify(
     ctx: typer.Context,
     repo: Annotated[str, typer.Argument(help="org/name or org/name@revision (branch, tag, "
                                         "refs/pr/N or commit).", show_default=False)],
-    identity: Annotated[list[str] | None, typer.Option(
-        "--identity", help="Signer identity (exact SAN); repeatable, each with an --issuer.",
-        rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    identity_regex: Annotated[list[str] | None, typer.Option(
-        "--identity-regex", help="Regular expression searched in the SAN; anchor it (^...$).",
-        rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    issuer: Annotated[list[str] | None, typer.Option(
-        "--issuer", help="OIDC issuer URL of the identity option it pairs with.",
-        rich_help_panel=_VKEYLESS, show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="EC public key (PEM) the signature must verify with.",
-        rich_help_panel=_VOTHER, show_default=False)] = None,
-    cert_chain: Annotated[list[Path] | None, typer.Option(
-        "--cert-chain", help="Trusted CA certificate(s) (PEM); repeatable.",
-        rich_help_panel=_VOTHER, show_default=False)] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", help="Sigstore trusted_root.json to verify against.",
-        rich_help_panel=_TRUST, show_default=False)] = None,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
-        rich_help_panel=_TRUST, show_default=False)] = None,
-    staging: Annotated[bool, typer.Option(
-        "--staging", help="Sigstore's staging instance.", rich_help_panel=_TRUST)] = False,
+    identity: opt.IdentityOption = None,
+    identity_regex: opt.IdentityRegexOption = None,
+    issuer: opt.IssuerOption = None,
+    key: opt.PublicKeyOption = None,
+    cert_chain: opt.CertChainOption = None,
+    trusted_root: opt.TrustedRootOption = None,
+    trust_config: opt.TrustConfigOption = None,
+    staging: opt.TrustStagingOption = False,
     include: Annotated[list[str] | None, typer.Option(
         "--include", help="Download and verify only files matching this glob (repeatable); "
         "the signed files left out are listed as absent.", show_default=False)] = None,
@@ -267,23 +223,23 @@ def verify(
     local_dir: Annotated[Path | None, typer.Option(
         "--local-dir", help="Download into this directory instead of the cache.",
         show_default=False)] = None,
-    output_format: Annotated[OutputFormat, typer.Option(
-        "--format", help="text, or json: one report document on stdout.")] = OutputFormat.text,
+    output_format: Annotated[opt.OutputFormat, typer.Option(
+        "--format", help="text, or json: one report document on stdout.")
+    ] = opt.OutputFormat.text,
 ) -> None:
     from modelsign.integrations.huggingface import parse_repo_ref, verify_hub
 
-    json_mode = output_format is OutputFormat.json
+    json_mode = output_format is opt.OutputFormat.json
     try:
         ref = parse_repo_ref(repo)
         if ref.revision and revision:
             raise InputError("give the revision once: REPO@REV or --revision")
         if repo_type not in ("model", "dataset"):
             raise InputError("--repo-type must be model or dataset", actual=repo_type)
-        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
-                               identity_regex or [], issuer or [])
-        if (key is not None or cert_chain) and (trusted_root or trust_config or staging):
-            raise InputError("trust-root options apply to keyless signatures only")
-        trust = _trust(trusted_root, trust_config, staging, False)
+        rules = opt.identity_rules(ctx.meta.get(ORDER_KEY, []), identity, identity_regex, issuer)
+        trust = opt.keyless_trust_from_options(key=key, cert_chain=cert_chain,
+                                               trusted_root=trusted_root,
+                                               trust_config=trust_config, staging=staging)
         result = verify_hub(ref.repo_id, revision=ref.revision or revision,
                             repo_type=repo_type,  # type: ignore[arg-type]
                             include=include or None, identities=rules, key=key,
@@ -318,10 +274,10 @@ def verify(
                                                        else ""))
     text = "\n".join(lines)
     if json_mode:
-        _err(text)
+        err(text, newlines=True)
         _emit_json(result.to_json())
     else:
-        sys.stdout.write(text + "\n")
+        out(text + "\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from modelsign.cli import _options as opt
+from modelsign.cli._text import err, out, safe
 from modelsign.errors import InputError, InternalError, LineageError, ModelsignError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,9 +95,6 @@ _STORE_HELP = (
     "allowed), 2 bad input, 3 internal error.\n"
 )
 
-_KEYLESS = "Who may sign PATH (keyless)"
-_OTHER = "Who may sign PATH (key, certificate)"
-_TRUST = "Trust root (keyless)"
 _PARENTS = "Who may sign the ancestors"
 _RESOLVE = "Finding the ancestors"
 
@@ -201,15 +200,15 @@ def parse_parent_rules(*, identity: list[str] | None = None,
 
 
 def parse_upstream(items: list[str] | None) -> list[tuple[str, Path]]:
-    out = []
+    pairs = []
     for text in items or []:
         digest, sep, directory = text.partition("=")
         if not sep or not directory:
             raise InputError("--upstream must be sha256:<hex>=DIR",
                              expected="e.g. --upstream sha256:<64 hex>=./base-model",
                              actual=repr(text)[:200])
-        out.append((digest, Path(directory)))
-    return out
+        pairs.append((digest, Path(directory)))
+    return pairs
 
 
 def lineage_kwargs(*, upstream: list[str] | None, store: Path | None, hub: bool,
@@ -259,24 +258,26 @@ def _signer(n: LineageNode) -> str:
 def _node_text(n: LineageNode, edge: LineageEdge | None) -> Any:
     from rich.text import Text
 
+    # Names, URIs, identities and reasons come from signed (or unsigned) claims: escaped here,
+    # before rich lays the tree out, so a control sequence in them never reaches a terminal.
     t = Text()
     if edge is not None:
-        t.append(f"{edge.label}", style="bold cyan")
+        t.append(safe(edge.label, newlines=False), style="bold cyan")
         t.append(" ← " if not edge.cycle else " ↻ cycle ← ")
-    t.append(n.name or n.uri or n.key, style="bold")
+    t.append(safe(n.name or n.uri or n.key, newlines=False), style="bold")
     if n.uri and n.name and n.uri != n.name:
-        t.append(f" {n.uri}")
+        t.append(f" {safe(n.uri, newlines=False)}")
     t.append(f" sha256:{n.digest[:12]}" if n.digest else "")
     t.append(f"  {_MARK[n.state]} {n.state.replace('_', ' ')}", style=_STYLE[n.state])
     where = {"local": "re-hashed", "store": "from the store, bytes not re-hashed",
              "hub": "from the Hub"}.get(n.source or "", "")
     if n.bytes_check == "hub_metadata":
         where = "from the Hub, checked against its sha256 metadata"
-    extra = ", ".join(x for x in (_signer(n), where) if x)
+    extra = ", ".join(x for x in (safe(_signer(n), newlines=False), where) if x)
     if extra:
         t.append(f"  ({extra})", style="dim")
     if n.reason:
-        t.append(f"\n{n.reason}", style=_STYLE[n.state])
+        t.append(f"\n{safe(n.reason, newlines=False)}", style=_STYLE[n.state])
     return t
 
 
@@ -311,7 +312,7 @@ def tree_text(graph: LineageGraph, *, width: int = 160) -> str:
     verdict = "verified" if graph.ok else "FAILED"
     lines.append(f"lineage {verdict}: {len(graph.all_nodes)} node(s), depth {graph.depth}; "
                  + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s.items() if v))
-    lines += [f"warning: {w}" for w in graph.warnings]
+    lines += [f"warning: {safe(w, newlines=False)}" for w in graph.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +320,7 @@ def emit(graph: LineageGraph, fmt: LineageFormat) -> None:
     """Print the graph in ``fmt`` on stdout (for json/mermaid/dot a one-line verdict goes to
     stderr), then raise :class:`~modelsign.errors.LineageError` (exit 1) unless it verified."""
     if fmt is LineageFormat.tree:
-        sys.stdout.write(tree_text(graph))
+        out(tree_text(graph))
     else:
         if fmt is LineageFormat.json:
             body = json.dumps(graph.to_json(), indent=2) + "\n"
@@ -327,12 +328,11 @@ def emit(graph: LineageGraph, fmt: LineageFormat) -> None:
             body = graph.to_mermaid()
         else:
             body = graph.to_dot()
-        sys.stdout.write(body)
+        out(body)  # labels are escaped for mermaid/dot; terminal controls are escaped here
         sys.stdout.flush()
-        sys.stderr.write(f"lineage {graph.verdict}: {len(graph.all_nodes)} node(s), depth "
-                         f"{graph.depth}\n")
+        err(f"lineage {graph.verdict}: {len(graph.all_nodes)} node(s), depth {graph.depth}")
         for line in graph.describe_failures():
-            sys.stderr.write(f"  {line}\n")
+            err(f"  {line}")
     raise_unless_ok(graph)
 
 
@@ -365,27 +365,13 @@ def lineage(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Model (or dataset) directory or file.",
                                          show_default=False)],
-    identity: Annotated[list[str] | None, typer.Option(
-        "--identity", help="Who may sign PATH (exact SAN); each with an --issuer.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    identity_regex: Annotated[list[str] | None, typer.Option(
-        "--identity-regex", help="Regex searched in PATH's signer SAN (anchor it); each with "
-        "an --issuer.", rich_help_panel=_KEYLESS, show_default=False)] = None,
-    issuer: Annotated[list[str] | None, typer.Option(
-        "--issuer", help="OIDC issuer of the identity option it pairs with.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="Public key (PEM) PATH must be signed with.", rich_help_panel=_OTHER,
-        show_default=False)] = None,
-    cert_chain: Annotated[list[Path] | None, typer.Option(
-        "--cert-chain", help="CA certificate(s) PATH's signing certificate must chain to.",
-        rich_help_panel=_OTHER, show_default=False)] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", help="Sigstore trusted_root.json (for every keyless signature of the "
-        "walk).", rich_help_panel=_TRUST, show_default=False)] = None,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
-        rich_help_panel=_TRUST, show_default=False)] = None,
+    identity: opt.IdentityOption = None,
+    identity_regex: opt.IdentityRegexOption = None,
+    issuer: opt.IssuerOption = None,
+    key: opt.PublicKeyOption = None,
+    cert_chain: opt.CertChainOption = None,
+    trusted_root: opt.TrustedRootOption = None,
+    trust_config: opt.TrustConfigOption = None,
     upstream: UpstreamOption = None,
     store: StoreOption = None,
     hub: HubOption = False,
@@ -405,13 +391,11 @@ def lineage(
         "dot.")] = LineageFormat.tree,
 ) -> None:
     from modelsign.cli._ordered import ORDER_KEY
-    from modelsign.cli._verify import _trust, identity_rules
     from modelsign.lineage import verify_lineage
 
     try:
-        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
-                               identity_regex or [], issuer or [])
-        trust = _trust(trusted_root, trust_config, False, False)
+        rules = opt.identity_rules(ctx.meta.get(ORDER_KEY, []), identity, identity_regex, issuer)
+        trust = opt.trust_from_options(trusted_root, trust_config)
         kwargs = lineage_kwargs(
             upstream=upstream, store=store, hub=hub, fetch_files=fetch_files,
             remote_timeout=remote_timeout, remote_max_bytes=remote_max_bytes,
@@ -426,8 +410,8 @@ def lineage(
         raise
     except Exception as e:
         if output_format is LineageFormat.json:
-            err = InternalError(f"internal error: {type(e).__name__}: {e}")
-            sys.stdout.write(json.dumps(_error_document(err, path), indent=2) + "\n")
+            internal = InternalError(f"internal error: {type(e).__name__}: {e}")
+            sys.stdout.write(json.dumps(_error_document(internal, path), indent=2) + "\n")
         raise
     emit(graph, output_format)
 
@@ -438,34 +422,20 @@ def store_add(
                                          show_default=False)],
     store: Annotated[Path, typer.Option("--store", help="The provenance store directory "
                                         "(created if missing).", show_default=False)],
-    identity: Annotated[list[str] | None, typer.Option(
-        "--identity", help="Verify the signer too: exact SAN; each with an --issuer.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    identity_regex: Annotated[list[str] | None, typer.Option(
-        "--identity-regex", help="Verify the signer too: regex (anchor it); each with an "
-        "--issuer.", rich_help_panel=_KEYLESS, show_default=False)] = None,
-    issuer: Annotated[list[str] | None, typer.Option(
-        "--issuer", help="OIDC issuer of the identity option it pairs with.",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="Verify the signer too: the public key (PEM).", rich_help_panel=_OTHER,
-        show_default=False)] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", help="Sigstore trusted_root.json.", rich_help_panel=_TRUST,
-        show_default=False)] = None,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="Sigstore ClientTrustConfig JSON.", rich_help_panel=_TRUST,
-        show_default=False)] = None,
+    identity: opt.IdentityOption = None,
+    identity_regex: opt.IdentityRegexOption = None,
+    issuer: opt.IssuerOption = None,
+    key: opt.PublicKeyOption = None,
+    trusted_root: opt.TrustedRootOption = None,
+    trust_config: opt.TrustConfigOption = None,
 ) -> None:
     from modelsign.cli._ordered import ORDER_KEY
-    from modelsign.cli._verify import _trust, identity_rules
     from modelsign.lineage import SignerRule
     from modelsign.lineage import store_add as do_add
 
-    rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [], identity_regex or [],
-                           issuer or [])
+    rules = opt.identity_rules(ctx.meta.get(ORDER_KEY, []), identity, identity_regex, issuer)
     signer = SignerRule.of(identities=rules, key=key) if (rules or key is not None) else None
-    trust = _trust(trusted_root, trust_config, False, False)
+    trust = opt.trust_from_options(trusted_root, trust_config)
     if store.exists() and not store.is_dir():
         raise InputError("--store is not a directory", path=store,
                          expected="a directory (created if missing)",
@@ -474,8 +444,8 @@ def store_add(
     entry = do_add(path, store, signer=signer, trust=trust)
     checked = (f"signer verified: {entry.verified_signer}" if entry.verified_signer
                else "files match model.sig; signer not checked here (lineage checks it)")
-    sys.stdout.write(f"added sha256:{entry.root_digest} to {entry.path} "
-                     f"({', '.join(entry.files)}); {checked}\n")
+    out(f"added sha256:{entry.root_digest} to {entry.path} ({', '.join(entry.files)}); "
+        f"{checked}\n")
 
 
 def register(app: typer.Typer) -> None:

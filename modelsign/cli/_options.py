@@ -1,7 +1,14 @@
-"""Option aliases shared by the commands that hash (``hash``, ``sign``, ``attest``).
+"""Option aliases shared by the commands, and the helpers that turn their values into objects.
 
-Use them as parameter annotations, and turn the values into a spec with
-:func:`hash_spec_from_options`::
+Each option is declared here once (name, help text, panel); a command uses it as a parameter
+annotation and gives the default. Three families:
+
+- hashing (``hash``, ``sign``, ``attest``, ``hf publish``): :func:`hash_spec_from_options`;
+- signing (``sign``, ``attest``, ``hf publish``): :func:`signer_from_options`;
+- who signed (``verify``, ``hf verify``, ``lineage``, ``store add``): :func:`identity_rules`,
+  :func:`trust_from_options` and :func:`keyless_trust_from_options`.
+
+For example::
 
     def sign(path: ..., method: MethodOption = Method.files,
              algorithm: AlgorithmOption = Algorithm.sha256, shard_size: ShardSizeOption = None,
@@ -18,33 +25,74 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelsign.errors import InputError
 from modelsign.hashing._spec import DEFAULT_SHARD_SIZE, HashSpec
 
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.signing import Signer
+    from modelsign.verify import Identity, Trust
+
 __all__ = [
+    "CERT_PANEL",
     "HASHING_PANEL",
+    "KEYLESS_PANEL",
+    "KEY_SIGNING_PANEL",
+    "KEYLESS_SIGNING_PANEL",
     "SOURCES_PANEL",
+    "TRUST_PANEL",
     "Algorithm",
     "AlgorithmOption",
     "AllowSymlinksOption",
+    "CertChainOption",
+    "CertOption",
+    "ChainOption",
     "ExecutorName",
     "ExecutorOption",
+    "IdentityOption",
+    "IdentityRegexOption",
+    "IdentityTokenOption",
     "IgnorePathOption",
+    "IssuerOption",
     "Method",
     "MethodOption",
     "NoCacheOption",
+    "OAuthForceOobOption",
+    "OutputFormat",
+    "PasswordFileOption",
+    "PublicKeyOption",
+    "RefreshTrustOption",
     "SchedulerOption",
     "ShardSizeOption",
+    "SignKeyOption",
+    "SigningStagingOption",
+    "SigningTrustConfigOption",
     "StorageOptionOption",
+    "TrustConfigOption",
     "TrustHubLfsOption",
+    "TrustStagingOption",
+    "TrustedRootOption",
+    "UnsafeSkipIdentityCheckOption",
     "executor_from_options",
     "hash_spec_from_options",
+    "identity_rules",
+    "keyless_trust_from_options",
     "normalize_ignore_path",
+    "signer_from_options",
+    "trust_from_options",
 ]
+
+
+class OutputFormat(StrEnum):
+    """``--format`` of the commands that print text for a person or one JSON document."""
+
+    text = "text"
+    json = "json"
+
 
 HASHING_PANEL = "Hashing"
 
@@ -180,3 +228,167 @@ def executor_from_options(executor: ExecutorName | str, scheduler: str | None, *
         paths.append(os.path.abspath(source))
     with dask_executor(scheduler, modules=modules, paths=paths) as ex:
         yield ex
+
+
+# ------------------------------------------------------------------ signing
+# (``sign``, ``attest``, ``hf publish``)
+KEY_SIGNING_PANEL = "Key signing"
+KEYLESS_SIGNING_PANEL = "Keyless signing (Sigstore)"
+
+SignKeyOption = Annotated[Path | None, typer.Option(
+    "--key", help="EC private key (PEM; P-256, P-384 or P-521) to sign with.",
+    rich_help_panel=KEY_SIGNING_PANEL, show_default=False)]
+PasswordFileOption = Annotated[Path | None, typer.Option(
+    "--password-file", help="File holding the --key password (one trailing newline is "
+    "ignored).", rich_help_panel=KEY_SIGNING_PANEL, show_default=False)]
+CertOption = Annotated[Path | None, typer.Option(
+    "--cert", help="Signing certificate for --key (PEM); the bundle carries the chain.",
+    rich_help_panel=KEY_SIGNING_PANEL, show_default=False)]
+ChainOption = Annotated[list[Path] | None, typer.Option(
+    "--chain", help="Issuer certificates of --cert (PEM; repeatable).",
+    rich_help_panel=KEY_SIGNING_PANEL, show_default=False)]
+IdentityTokenOption = Annotated[str | None, typer.Option(
+    "--identity-token", help="OIDC identity token to sign with \\[env: SIGSTORE_ID_TOKEN].",
+    rich_help_panel=KEYLESS_SIGNING_PANEL, show_default=False)]
+OAuthForceOobOption = Annotated[bool, typer.Option(
+    "--oauth-force-oob", help="Browser sign-in: print a URL and read the code pasted back.",
+    rich_help_panel=KEYLESS_SIGNING_PANEL)]
+SigningStagingOption = Annotated[bool, typer.Option(
+    "--staging", help="Sign with Sigstore's staging instance (for tests).",
+    rich_help_panel=KEYLESS_SIGNING_PANEL)]
+SigningTrustConfigOption = Annotated[Path | None, typer.Option(
+    "--trust-config", help="ClientTrustConfig JSON of a private Sigstore deployment.",
+    rich_help_panel=KEYLESS_SIGNING_PANEL, show_default=False)]
+
+
+def signer_from_options(*, key: Path | None, password_file: Path | None, cert: Path | None,
+                        chain: Sequence[Path] | None, identity_token: str | None,
+                        oauth_force_oob: bool, staging: bool, trust_config: Path | None) -> Signer:
+    """The signer the signing options describe (keyless without ``--key``); refuses
+    combinations that mean nothing."""
+    from modelsign import signing
+
+    chain = list(chain or [])
+    keyless_flags = [name for name, used in (("--identity-token", identity_token),
+                                             ("--oauth-force-oob", oauth_force_oob),
+                                             ("--staging", staging),
+                                             ("--trust-config", trust_config)) if used]
+    if key is None:
+        for name, used in (("--cert", cert), ("--chain", chain),
+                           ("--password-file", password_file)):
+            if used:
+                raise InputError(f"{name} needs --key", hint="pass the private key with --key")
+        if staging and trust_config is not None:
+            raise InputError("--staging and --trust-config are mutually exclusive",
+                             hint="pass one of them")
+        tc = signing.load_trust_config(staging=staging, path=trust_config)
+        return signing.KeylessSigner(trust_config=tc, identity_token=identity_token,
+                                     force_oob=oauth_force_oob)
+    if keyless_flags:
+        raise InputError(f"{', '.join(keyless_flags)} cannot be combined with --key",
+                         hint="drop --key to sign keylessly, or drop the keyless options")
+    if chain and cert is None:
+        raise InputError("--chain needs --cert", hint="pass the signing certificate with --cert")
+    password = signing.read_password_file(password_file) if password_file else None
+    if cert is not None:
+        return signing.CertificateSigner.from_pem_files(key, cert, chain, password=password)
+    return signing.KeySigner.from_pem_file(key, password=password)
+
+
+# ------------------------------------------------------------------ who signed
+# (``verify``, ``hf verify``, ``lineage``, ``store add``: the subject's own signer; lineage's
+# ``--parent-*`` options, for the ancestors, are in ``_lineage``)
+KEYLESS_PANEL = "Keyless (Sigstore) signatures"
+CERT_PANEL = "Key and certificate signatures"
+TRUST_PANEL = "Trust root (keyless)"
+
+IdentityOption = Annotated[list[str] | None, typer.Option(
+    "--identity", help="Signer identity that must match the certificate's SAN exactly "
+    "(e-mail or URI); repeatable, each with an --issuer.", rich_help_panel=KEYLESS_PANEL,
+    show_default=False)]
+IdentityRegexOption = Annotated[list[str] | None, typer.Option(
+    "--identity-regex", help="Regular expression searched in the certificate's SAN; anchor "
+    "it (^...$). Repeatable, each with an --issuer.", rich_help_panel=KEYLESS_PANEL,
+    show_default=False)]
+IssuerOption = Annotated[list[str] | None, typer.Option(
+    "--issuer", help="OIDC issuer URL of the identity option it pairs with (exact match).",
+    rich_help_panel=KEYLESS_PANEL, show_default=False)]
+UnsafeSkipIdentityCheckOption = Annotated[bool, typer.Option(
+    "--unsafe-skip-identity-check", help="UNSAFE: accept a keyless signature by anyone the "
+    "trust root's CA ever certified. For debugging only.", rich_help_panel=KEYLESS_PANEL)]
+PublicKeyOption = Annotated[Path | None, typer.Option(
+    "--key", help="EC public key (PEM) the signature must verify with.",
+    rich_help_panel=CERT_PANEL, show_default=False)]
+CertChainOption = Annotated[list[Path] | None, typer.Option(
+    "--cert-chain", help="Trusted CA certificate(s) (PEM) the signing certificate must "
+    "chain to; repeatable.", rich_help_panel=CERT_PANEL, show_default=False)]
+TrustedRootOption = Annotated[Path | None, typer.Option(
+    "--trusted-root", help="Sigstore trusted_root.json to verify against.",
+    rich_help_panel=TRUST_PANEL, show_default=False)]
+TrustConfigOption = Annotated[Path | None, typer.Option(
+    "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
+    rich_help_panel=TRUST_PANEL, show_default=False)]
+TrustStagingOption = Annotated[bool, typer.Option(
+    "--staging", help="Sigstore's staging instance (bundled root).",
+    rich_help_panel=TRUST_PANEL)]
+RefreshTrustOption = Annotated[bool, typer.Option(
+    "--refresh-trust", help="Update the production/staging trusted root over TUF first "
+    "(network; writes sigstore-python's cache).", rich_help_panel=TRUST_PANEL)]
+
+
+def identity_rules(order: Sequence[str], identity: Sequence[str] | None,
+                   identity_regex: Sequence[str] | None,
+                   issuer: Sequence[str] | None) -> list[Identity]:
+    """Pair the n-th --identity/--identity-regex (in command-line order: ``order``, the option
+    names :class:`~modelsign.cli._ordered.OrderedCommand` recorded) with the n-th --issuer."""
+    from modelsign.verify import Identity
+
+    identity, identity_regex, issuer = identity or [], identity_regex or [], issuer or []
+    kinds = [n for n in order if n in ("identity", "identity_regex")]
+    if len(kinds) != len(identity) + len(identity_regex):  # order unknown: keep kinds grouped
+        kinds = ["identity"] * len(identity) + ["identity_regex"] * len(identity_regex)
+    if len(kinds) != len(issuer):
+        raise InputError(
+            "each --identity / --identity-regex needs its own --issuer",
+            expected="as many --issuer as identity options",
+            actual=f"{len(kinds)} identity option(s), {len(issuer)} --issuer",
+            hint="e.g. --identity me@example.com --issuer https://accounts.google.com")
+    exact, regex = iter(identity), iter(identity_regex)
+    rules = []
+    for kind, iss in zip(kinds, issuer, strict=True):
+        if kind == "identity":
+            rules.append(Identity(identity=next(exact), issuer=iss))
+        else:
+            rules.append(Identity(identity_regex=next(regex), issuer=iss))
+    return rules
+
+
+def trust_from_options(trusted_root: Path | None, trust_config: Path | None,
+                       staging: bool = False, refresh: bool = False) -> Trust:
+    """The trust root the trust options describe (Sigstore's production root by default)."""
+    from modelsign.verify import Trust
+
+    given = [n for n, v in (("--trusted-root", trusted_root), ("--trust-config", trust_config),
+                            ("--staging", staging)) if v]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} are mutually exclusive", hint="pass one of them")
+    if trusted_root is not None:
+        if refresh:
+            raise InputError("--refresh-trust cannot be combined with --trusted-root")
+        return Trust.from_trusted_root(trusted_root)
+    if trust_config is not None:
+        if refresh:
+            raise InputError("--refresh-trust cannot be combined with --trust-config")
+        return Trust.from_trust_config(trust_config)
+    return Trust.staging(refresh=refresh) if staging else Trust.production(refresh=refresh)
+
+
+def keyless_trust_from_options(*, key: Path | None, cert_chain: Sequence[Path] | None,
+                               trusted_root: Path | None, trust_config: Path | None,
+                               staging: bool = False, refresh: bool = False) -> Trust:
+    """:func:`trust_from_options` for a command that checks one signature: the trust options
+    are refused with ``--key``/``--cert-chain`` (they would not be used)."""
+    if (key is not None or cert_chain) and (trusted_root or trust_config or staging or refresh):
+        raise InputError("trust-root options apply to keyless signatures only; they cannot "
+                         "be combined with --key or --cert-chain")
+    return trust_from_options(trusted_root, trust_config, staging, refresh)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from modelsign.cli import _options as opt
+from modelsign.cli._text import err, out
 
 # Paragraphs are single lines (rich does not re-wrap), split here only to fit the source width.
 _HELP = (
@@ -41,11 +43,6 @@ _LINT_HELP = (
 )
 
 
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 def schema_command(
     report: Annotated[bool, typer.Option(
         "--report", help="Print the schema of the JSON policy report instead.")] = False,
@@ -59,30 +56,31 @@ def schema_command(
 def lint_command(
     files: Annotated[list[Path], typer.Argument(help="Policy files to check.",
                                                 show_default=False)],
-    output_format: Annotated[OutputFormat, typer.Option(
+    output_format: Annotated[opt.OutputFormat, typer.Option(
         "--format", help="text: one problem per line; json: one document for all files.")
-    ] = OutputFormat.text,
+    ] = opt.OutputFormat.text,
 ) -> None:
     from modelsign.policy import lint_policy
 
     results = {str(f): lint_policy(f) for f in files}
     bad = any(results.values())
-    if output_format is OutputFormat.json:
+    if output_format is opt.OutputFormat.json:
         doc = {"ok": not bad, "files": [
             {"file": name, "ok": not problems,
              "problems": [{"line": p.line, "path": p.path, "message": p.message}
                           for p in problems]}
             for name, problems in results.items()]}
-        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        # ASCII only: policy files are outside text; every other character is escaped.
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     else:
         for name, problems in results.items():
             for p in problems:
-                sys.stdout.write(f"{p}\n")
+                out(f"{p}\n")
             if not problems:
-                sys.stderr.write(f"{name}: ok\n")
+                err(f"{name}: ok")
         if bad:
             n = sum(len(p) for p in results.values())
-            sys.stderr.write(f"modelsign: {n} problem(s) found\n")
+            err(f"modelsign: {n} problem(s) found")
     if bad:
         raise typer.Exit(2)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from modelsign.cli._text import err, out
 from modelsign.errors import InputError, PathError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +103,7 @@ def serve(
     from modelsign.testing import LoopbackSigstore
 
     def log(line: str) -> None:
-        sys.stderr.write(f"{line}\n")
+        err(line)  # request lines carry what clients sent
 
     sigstore = LoopbackSigstore(port=port, log=log if verbose else None)
     target, temporary = _prepare_dir(directory)
@@ -191,7 +192,7 @@ def token(
     if len(raw) > _MAX_TOKEN_BYTES or raw.count(b".") != 2:
         raise InputError(f"{base} did not answer with a token",
                          hint="is --url a `modelsign sigstore serve` instance?")
-    sys.stdout.write(raw.decode("ascii", errors="replace").strip() + "\n")
+    out(raw.decode("ascii", errors="replace").strip() + "\n")  # whatever --url answered
 
 
 def register(app: typer.Typer) -> None:

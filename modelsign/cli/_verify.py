@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from modelsign.cli import _options as opt
 from modelsign.cli._lineage import (
     FetchFilesOption,
     HubOption,
@@ -38,7 +38,7 @@ from modelsign.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelsign.verify import Identity, Trust, VerificationResult
+    from modelsign.verify import Trust, VerificationResult
 
 _HELP = """Verify a model (or dataset) against its signature (OMS v1.0, or v0.1 of older producers).
 
@@ -61,59 +61,8 @@ Examples:
 Exit codes: 0 verified, 1 verification failed (files, signature, identity), 2 bad input (missing or malformed signature, bad options), 3 internal error.
 """
 
-_KEYLESS = "Keyless (Sigstore) signatures"
-_OTHER = "Key and certificate signatures"
-_TRUST = "Trust root (keyless)"
 _POLICY = "Policy"
 _LINEAGE = "Lineage (with --lineage)"
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-def identity_rules(order: list[str], identity: list[str], identity_regex: list[str],
-                   issuer: list[str]) -> list[Identity]:
-    """Pair the n-th --identity/--identity-regex (in command-line order) with the n-th --issuer."""
-    from modelsign.verify import Identity
-
-    kinds = [n for n in order if n in ("identity", "identity_regex")]
-    if len(kinds) != len(identity) + len(identity_regex):  # order unknown: keep kinds grouped
-        kinds = ["identity"] * len(identity) + ["identity_regex"] * len(identity_regex)
-    if len(kinds) != len(issuer):
-        raise InputError(
-            "each --identity / --identity-regex needs its own --issuer",
-            expected="as many --issuer as identity options",
-            actual=f"{len(kinds)} identity option(s), {len(issuer)} --issuer",
-            hint="e.g. --identity me@example.com --issuer https://accounts.google.com")
-    exact, regex = iter(identity), iter(identity_regex)
-    rules = []
-    for kind, iss in zip(kinds, issuer, strict=True):
-        if kind == "identity":
-            rules.append(Identity(identity=next(exact), issuer=iss))
-        else:
-            rules.append(Identity(identity_regex=next(regex), issuer=iss))
-    return rules
-
-
-def _trust(trusted_root: Path | None, trust_config: Path | None, staging: bool,
-           refresh: bool) -> Trust:
-    from modelsign.verify import Trust
-
-    given = [n for n, v in (("--trusted-root", trusted_root), ("--trust-config", trust_config),
-                            ("--staging", staging)) if v]
-    if len(given) > 1:
-        raise InputError(f"{' and '.join(given)} are mutually exclusive", hint="pass one of them")
-    if trusted_root is not None:
-        if refresh:
-            raise InputError("--refresh-trust cannot be combined with --trusted-root")
-        return Trust.from_trusted_root(trusted_root)
-    if trust_config is not None:
-        if refresh:
-            raise InputError("--refresh-trust cannot be combined with --trust-config")
-        return Trust.from_trust_config(trust_config)
-    return Trust.staging(refresh=refresh) if staging else Trust.production(refresh=refresh)
 
 
 def verify(
@@ -123,38 +72,16 @@ def verify(
     signature: Annotated[Path | None, typer.Option(
         "--signature", "-s", help="The signature file \\[default: PATH/model.sig, or PATH.sig "
         "beside a single file].", show_default=False)] = None,
-    identity: Annotated[list[str] | None, typer.Option(
-        "--identity", help="Signer identity that must match the certificate's SAN exactly "
-        "(e-mail or URI); repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
-        show_default=False)] = None,
-    identity_regex: Annotated[list[str] | None, typer.Option(
-        "--identity-regex", help="Regular expression searched in the certificate's SAN; anchor "
-        "it (^...$). Repeatable, each with an --issuer.", rich_help_panel=_KEYLESS,
-        show_default=False)] = None,
-    issuer: Annotated[list[str] | None, typer.Option(
-        "--issuer", help="OIDC issuer URL of the identity option it pairs with (exact match).",
-        rich_help_panel=_KEYLESS, show_default=False)] = None,
-    unsafe_skip_identity_check: Annotated[bool, typer.Option(
-        "--unsafe-skip-identity-check", help="UNSAFE: accept a keyless signature by anyone the "
-        "trust root's CA ever certified. For debugging only.", rich_help_panel=_KEYLESS)] = False,
-    key: Annotated[Path | None, typer.Option(
-        "--key", help="EC public key (PEM) the signature must verify with.",
-        rich_help_panel=_OTHER, show_default=False)] = None,
-    cert_chain: Annotated[list[Path] | None, typer.Option(
-        "--cert-chain", help="Trusted CA certificate(s) (PEM) the signing certificate must "
-        "chain to; repeatable.", rich_help_panel=_OTHER, show_default=False)] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", help="Sigstore trusted_root.json to verify against.",
-        rich_help_panel=_TRUST, show_default=False)] = None,
-    trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", help="Sigstore ClientTrustConfig JSON (private deployments).",
-        rich_help_panel=_TRUST, show_default=False)] = None,
-    staging: Annotated[bool, typer.Option(
-        "--staging", help="Sigstore's staging instance (bundled root).",
-        rich_help_panel=_TRUST)] = False,
-    refresh_trust: Annotated[bool, typer.Option(
-        "--refresh-trust", help="Update the production/staging trusted root over TUF first "
-        "(network; writes sigstore-python's cache).", rich_help_panel=_TRUST)] = False,
+    identity: opt.IdentityOption = None,
+    identity_regex: opt.IdentityRegexOption = None,
+    issuer: opt.IssuerOption = None,
+    unsafe_skip_identity_check: opt.UnsafeSkipIdentityCheckOption = False,
+    key: opt.PublicKeyOption = None,
+    cert_chain: opt.CertChainOption = None,
+    trusted_root: opt.TrustedRootOption = None,
+    trust_config: opt.TrustConfigOption = None,
+    staging: opt.TrustStagingOption = False,
+    refresh_trust: opt.RefreshTrustOption = False,
     ignore_unsigned_files: Annotated[bool, typer.Option(
         "--ignore-unsigned-files", help="Tolerate files the signature does not cover (listed "
         "as warnings). Bytes added to a signed file still fail.")] = False,
@@ -188,19 +115,17 @@ def verify(
     parent_identity_regex: ParentIdentityRegexOption = None,
     parent_key: ParentKeyOption = None,
     parent_cert_chain: ParentCertChainOption = None,
-    output_format: Annotated[OutputFormat, typer.Option(
+    output_format: Annotated[opt.OutputFormat, typer.Option(
         "--format", help="text, or json: one report document on stdout (human text on "
-        "stderr).")] = OutputFormat.text,
+        "stderr).")] = opt.OutputFormat.text,
 ) -> None:
-    json_mode = output_format is OutputFormat.json
+    json_mode = output_format is opt.OutputFormat.json
     try:
-        rules = identity_rules(ctx.meta.get(ORDER_KEY, []), identity or [],
-                               identity_regex or [], issuer or [])
-        if (key is not None or cert_chain) and (trusted_root or trust_config or staging
-                                                or refresh_trust):
-            raise InputError("trust-root options apply to keyless signatures only; they cannot "
-                             "be combined with --key or --cert-chain")
-        trust = _trust(trusted_root, trust_config, staging, refresh_trust)
+        rules = opt.identity_rules(ctx.meta.get(ORDER_KEY, []), identity, identity_regex, issuer)
+        trust = opt.keyless_trust_from_options(key=key, cert_chain=cert_chain,
+                                               trusted_root=trusted_root,
+                                               trust_config=trust_config, staging=staging,
+                                               refresh=refresh_trust)
         if unsafe_skip_identity_check:
             _err("WARNING: --unsafe-skip-identity-check: the signer's identity is NOT checked; "
                  "anyone could have signed this model. Do not use this to decide what to load.")
