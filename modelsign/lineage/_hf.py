@@ -1,9 +1,10 @@
 """``HuggingFaceHub``: the :class:`~modelsign.lineage.HubClient` over ``huggingface_hub``.
 
-Built on :mod:`modelsign.integrations.huggingface` (``hub_snapshot`` reads a commit's file
-metadata in one call, ``preflight`` compares a signed manifest with it, ``verify_local`` verifies a
-download), imported lazily: lineage sits below the integrations in the dependency order, so this
-adapter is the one place it reaches up, only when a caller asks for the Hub.
+Built on :mod:`modelsign._hub` (``hub_snapshot`` reads a commit's file metadata in one call,
+``preflight`` compares a signed manifest with it, ``verify_local`` verifies a download), the Hub
+layer below both lineage and :mod:`modelsign.integrations.huggingface`: lineage never imports the
+integrations, which sit above it in the dependency order. ``huggingface_hub`` itself is imported
+only when a caller asks for the Hub.
 
 Only ``model.sig`` and ``claims.jsonl`` are downloaded, pinned to the commit the child recorded,
 each charged to the walk's byte budget (by the size the Hub reports, before downloading, and by
@@ -17,6 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modelsign._hub import (
+    MAX_CLAIMS_BYTES,
+    HubSnapshot,
+    hub_errors,
+    hub_snapshot,
+    preflight,
+    resolve_endpoint,
+    verify_local,
+)
 from modelsign.errors import SignatureFormatError
 from modelsign.hashing._spec import CLAIMS_FILE, SIGNATURE_FILE
 from modelsign.lineage._hub import HubComparison, HubFiles, HubRef, RemoteMeter
@@ -44,12 +54,9 @@ class HuggingFaceHub:
         self.api = api
 
     def _endpoint(self) -> str | None:
-        value = self.endpoint if self.endpoint is not None else os.environ.get("HF_ENDPOINT")
-        return value.rstrip("/") if value else None
+        return resolve_endpoint(self.endpoint)
 
     def fetch(self, ref: HubRef, *, meter: RemoteMeter) -> HubFiles:
-        from modelsign.integrations.huggingface import MAX_CLAIMS_BYTES, hub_snapshot
-
         meter.check_time(f"reading {ref}")
         snap = hub_snapshot(ref.repo_id, ref.commit, repo_type=ref.repo_type, api=self.api,
                             endpoint=self._endpoint(), token=self.token)
@@ -60,17 +67,16 @@ class HuggingFaceHub:
             claims = self._get(ref, snap, CLAIMS_FILE, MAX_CLAIMS_BYTES, meter)
         return HubFiles(ref, sig, claims, snap)
 
-    def _get(self, ref: HubRef, snap: Any, name: str, limit: int, meter: RemoteMeter) -> Path:
+    def _get(self, ref: HubRef, snap: HubSnapshot, name: str, limit: int,
+             meter: RemoteMeter) -> Path:
         from huggingface_hub import hf_hub_download
-
-        from modelsign.integrations.huggingface import _hub_errors
 
         size = snap.files[name].size
         if size is not None and size > limit:
             raise SignatureFormatError(f"{name} on the Hub is too large", path=str(ref),
                                        expected=f"<= {limit} bytes", actual=f"{size} bytes")
         meter.charge(size or 0, f"downloading {name} of {ref}")
-        with _hub_errors(ref.repo_id, ref.commit, f"downloading {name}"):
+        with hub_errors(ref.repo_id, ref.commit, f"downloading {name}"):
             got = Path(hf_hub_download(ref.repo_id, name, revision=ref.commit,
                                        repo_type=ref.repo_type, cache_dir=self.cache_dir,
                                        endpoint=self._endpoint(), token=self.token))
@@ -83,8 +89,6 @@ class HuggingFaceHub:
         return got
 
     def compare(self, files: HubFiles, manifest: Manifest) -> HubComparison:
-        from modelsign.integrations.huggingface import preflight
-
         report = preflight(manifest, files.handle)  # type: ignore[arg-type]
         return HubComparison(len(report.checked), tuple(report.unchecked),
                              tuple(report.describe()))
@@ -95,13 +99,11 @@ class HuggingFaceHub:
                             meter: RemoteMeter) -> VerificationResult:
         from huggingface_hub import snapshot_download
 
-        from modelsign.integrations.huggingface import _hub_errors, verify_local
-
         ref = files.ref
         snap: Any = files.handle
         total = sum(int(f.size or 0) for f in snap.files.values())
         meter.charge(total, f"downloading every file of {ref}")
-        with _hub_errors(ref.repo_id, ref.commit, "downloading"):
+        with hub_errors(ref.repo_id, ref.commit, "downloading"):
             got = snapshot_download(ref.repo_id, revision=ref.commit, repo_type=ref.repo_type,
                                     cache_dir=self.cache_dir, endpoint=self._endpoint(),
                                     token=self.token)

@@ -2,7 +2,7 @@
 
 The walker never talks to a Hub itself: it calls a :class:`HubClient` (``hub=``), so tests and
 other hubs plug in their own. :class:`modelsign.lineage.HuggingFaceHub` is the implementation
-over ``huggingface_hub`` and :mod:`modelsign.integrations.huggingface`.
+over ``huggingface_hub`` and :mod:`modelsign._hub` (never the integrations, which sit above).
 
 What a client returns is material to verify, never a verdict: the walker verifies ``model.sig``
 and ``claims.jsonl`` itself, and the one thing it takes from the client, the comparison of the
