@@ -336,11 +336,8 @@ class _Walk:
         try:
             self.meter.check_time(f"resolving {ref}")  # the walk's budget, whatever the client
             files = self.hub.fetch(ref, meter=self.meter)
-        except RemoteBudgetExceeded as e:
-            rec.fail("unresolved", _text(e))
-            return
         except ModelsignError as e:
-            rec.fail("unresolved", f"cannot read {ref} from the Hub: {_text(e)}")
+            rec.fail("unresolved", _remote_failure(e, f"cannot read {ref} from the Hub"))
             return
         if files.signature is None:
             rec.fail("unsigned", f"{ref} has no {SIGNATURE_FILE} at that commit")
@@ -377,11 +374,8 @@ class _Walk:
             rec.fail("digest_mismatch", f"the downloaded files differ from the signature: "
                      f"{_text(e)}")
             return
-        except RemoteBudgetExceeded as e:
-            rec.fail("unresolved", _text(e))
-            return
         except ModelsignError as e:
-            rec.fail("unresolved", f"cannot download {files.ref}: {_text(e)}")
+            rec.fail("unresolved", _remote_failure(e, f"cannot download {files.ref}"))
             return
         if result.root_digest != rec.node.digest:
             rec.fail("digest_mismatch",
@@ -527,6 +521,11 @@ def _mismatch(expected: str, actual: str, *, signed: bool) -> str:
 
 def _text(e: ModelsignError) -> str:
     return str(e)[:600]
+
+
+def _remote_failure(e: ModelsignError, what: str) -> str:
+    """Why a Hub step failed: a spent budget says so itself, anything else after ``what``."""
+    return _text(e) if isinstance(e, RemoteBudgetExceeded) else f"{what}: {_text(e)}"
 
 
 def _cycles_and_depths(records: list[_Rec], edges: list[LineageEdge]
