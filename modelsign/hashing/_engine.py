@@ -210,26 +210,12 @@ def _read(fd: int, entry: FileEntry, buf: bytearray, mv: memoryview, off: int,
 def _hash_range(fd: int, entry: FileEntry, start: int, end: int, h: Hasher,
                 buf: bytearray, mv: memoryview) -> None:
     full = len(buf)
-    preadv = os.preadv
     update = h.update
     off = start
-    try:
-        while off < end:
-            want = end - off
-            if want >= full:
-                n = preadv(fd, [buf], off)
-                if n == full:
-                    update(buf)
-                    off += n
-                    continue
-            else:
-                n = preadv(fd, [mv[:want]], off)
-            if n <= 0:
-                raise _changed(entry, "shrank", f"end of file at byte {off}")
-            update(mv[:n])
-            off += n
-    except OSError as e:
-        raise PathError(f"read error ({e.strerror})", path=entry.path) from None
+    while off < end:
+        data = _read(fd, entry, buf, mv, off, min(full, end - off))
+        update(data)
+        off += len(data)
 
 
 _HASHLIB: dict[str, Callable[[], Hasher]] = {"sha256": hashlib.sha256,
