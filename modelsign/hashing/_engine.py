@@ -488,10 +488,10 @@ class Scheduler:
     of it (a whole batch, or :data:`STEP` bytes of a stream) and puts it back. Where the two-lane
     SHA-256 is available (decision 0012) and there are more streams than workers, a worker takes
     the *two* longest streams and steps them in lockstep, as long as that leaves a stream for
-    every worker waiting for one; a worker that
-    finds nothing while another holds a pair waits for the pair's step to end. A worker that
-    finds nothing at all reads ahead for the longest stream another worker is hashing. The first
-    error stops every worker at its next step and is re-raised by :meth:`run`.
+    every worker waiting for one; a worker that finds nothing while another holds a pair waits
+    for the pair's step to end. A worker that finds nothing at all reads ahead for the longest
+    stream another worker is hashing. The first error stops every worker at its next step and is
+    re-raised by :meth:`run`.
     """
 
     def __init__(self, tasks: list[Task], *, split: int,
@@ -508,7 +508,7 @@ class Scheduler:
         self._waiting = 0  #: workers waiting for one of them
         self._workers = 1  #: set by run()
         self._streams_left = 0  #: streams not finished yet
-        self.paired_steps = 0  #: steps done in lockstep (reported by tests and the benchmark)
+        self.paired_steps = 0  #: steps done in lockstep (the tests check that pairs ran)
         seq = 0
         for t in tasks:
             # a task of one range longer than ``split`` becomes a stream; the rest are batches
