@@ -331,6 +331,11 @@ static PyObject *Sha256_hexdigest(Sha256Object *self, PyObject *Py_UNUSED(ignore
 
 static PyObject *Sha256_copy(Sha256Object *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->busy) { /* another thread is updating it without the GIL: no torn copies */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this Sha256 object is being updated by another thread");
+        return NULL;
+    }
     Sha256Object *c = (Sha256Object *)Sha256Type.tp_alloc(&Sha256Type, 0);
     if (c == NULL)
         return NULL;
