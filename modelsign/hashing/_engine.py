@@ -295,7 +295,9 @@ class _ReadAhead:
                 while off < self.end:
                     buf = self.free.get()
                     if buf is None or self.stopped:
-                        return
+                        # aborted (another worker failed): tell the consumer, which may already
+                        # wait on the pipe, rather than leave it waiting forever
+                        raise _Cancelled()
                     want = min(len(buf), self.end - off)
                     try:
                         n = os.preadv(fd, [memoryview(buf)[:want]], off)

@@ -267,3 +267,36 @@ def test_single_long_stream_with_read_ahead(tmp_path: Path, algorithm: str) -> N
                   progress=seen.append)
     assert r.digests == [("one.bin", None, None, want)]
     assert sum(seen) == n
+
+
+def test_an_aborted_read_ahead_releases_its_consumer(tmp_path: Path) -> None:
+    """Another worker failed while a reader was starting (abort before its first buffer): the
+    thread hashing that stream must be told, not left waiting on the pipe forever (a hang of
+    the whole run, Ctrl-C included)."""
+    import threading
+
+    from modelsign.hashing._engine import _Cancelled, _ReadAhead
+    from modelsign.hashing._walk import walk
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(os.urandom(3 * BUFFER_SIZE))
+    entry = walk(f, NOCACHE).entries[0]
+    ahead = _ReadAhead(entry, 0, entry.size)
+    ahead.abort()
+    reader = threading.Thread(target=ahead.fill)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        try:
+            ahead.consume(hashlib.sha256(), None, lambda: True)
+        except BaseException as e:  # noqa: BLE001 - inspected below
+            errors.append(e)
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert done.wait(10), "the consumer waits forever for a reader that gave up"
+    assert len(errors) == 1 and isinstance(errors[0], _Cancelled)
