@@ -48,8 +48,10 @@ def self_test(mod: ModuleType) -> bool:
     a_data, b_data = _data(70_000, 1), _data(12_345, 2)
     a, b = mod.Sha256(), mod.Sha256()
     a.update(a_data[:5])  # a starts mid-block
-    mod.update2(a, a_data[5:40_005], b, b_data)
-    mod.update2(a, a_data[40_005:], b, b"")
+    mod.update2(a, a_data[5:40_005], b, b_data[:3])  # b shorter
+    b.update(b_data[3:100])  # both mid-block now
+    mod.update2(a, a_data[40_005:40_100], b, b_data[100:])  # b longer: its tail alone
+    mod.update2(a, a_data[40_100:], b, b"")
     return bool(a.digest() == hashlib.sha256(a_data).digest()
                 and b.digest() == hashlib.sha256(b_data).digest())
 

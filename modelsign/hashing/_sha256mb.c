@@ -461,7 +461,7 @@ PyMODINIT_FUNC PyInit__sha256mb(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddObject(m, "available", PyBool_FromLong(cpu_ok)) < 0) {
+    if (PyModule_AddObjectRef(m, "available", cpu_ok ? Py_True : Py_False) < 0) {
         Py_DECREF(m);
         return NULL;
     }
