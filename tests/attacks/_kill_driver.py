@@ -14,8 +14,8 @@ For each run: start the command, sleep a random delay within the time one undist
 (biased towards its end, where the writes are), SIGKILL it, wait, copy ``files`` into
 ``snapshots/<i>/``, list and remove temporary files left in ``model`` (recorded), and print one
 JSON line: ``{"run": i, "killed": bool, "exit": code, "delay": s, "leftovers": [...]}``.
-Before the first kill, one undisturbed run of each kind measures the time a run takes; the files
-after those runs are copied to ``snapshots/base/``.
+Before the first kill, undisturbed runs measure the time a run takes (the median of three forked
+runs; one of the executable); the files after those runs are copied to ``snapshots/base/``.
 """
 
 from __future__ import annotations
@@ -88,9 +88,12 @@ def main() -> None:
     rng = random.Random(cfg["seed"])
     exe = str(Path(sys.executable).with_name("modelsign"))
 
-    import modelsign.cli._app  # noqa: F401 - warm: forked children start with it imported
+    from modelsign.cli._app import app_for
 
-    forked = _timed_full_run(argv)
+    app_for(argv)  # warm: forked children start with the command's modules imported and built
+
+    # the median of three undisturbed runs (the first may still be filling caches)
+    forked = sorted(_timed_full_run(argv) for _ in range(3))[1]
     real_time = forked
     if cfg["real"]:
         t = time.monotonic()
