@@ -47,3 +47,29 @@ def test_help_and_unknown_commands_still_see_every_command() -> None:
     assert names >= set(_app.COMMANDS)
     assert _app.app_for(["hsah"]) is full  # a typo gets the full app (and typer's suggestion)
     assert _app.app_for(["hash", "x"]) is not full
+
+
+def test_sign_with_a_key_parses_without_pydantic_or_sigstore(tmp_path: Path) -> None:
+    """Start-up is the whole cost of a small `sign --key`: typer 0.29 parses every option through
+    pydantic TypeAdapters (~0.1 s here), hence the `typer<0.29` bound in pyproject.toml, and
+    nothing on the key path needs sigstore. Whoever lifts the bound sees this fail."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"weights")
+    key = tmp_path / "key.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    code = ("import json, sys; from modelsign.cli import main; "
+            "rc = main(['sign', sys.argv[1], '--key', sys.argv[2], '--output', sys.argv[3]]); "
+            "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))")
+    out = subprocess.run([sys.executable, "-c", code, str(model), str(key),
+                          str(tmp_path / "model.sig")], capture_output=True, text=True,
+                         check=True, env={"MODELSIGN_CACHE_DIR": str(tmp_path / "cache"),
+                                          "PATH": "/usr/bin:/bin"}).stdout
+    rc, top = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and (tmp_path / "model.sig").is_file()
+    assert not {"pydantic", "pydantic_core", "sigstore", "rich"} & set(top), top
