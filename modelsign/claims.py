@@ -27,9 +27,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from modelsign._io import open_regular
+from modelsign._claimsfile import (
+    MAX_CLAIM_LINE_BYTES,
+    MAX_CLAIM_LINES,
+    MAX_CLAIMS_FILE_BYTES,
+    ClaimLine,
+    ClaimsFile,
+    claims_path,
+    read_claims,
+)
 from modelsign.errors import InputError, PathError, SignatureFormatError
 from modelsign.hashing._spec import CLAIMS_FILE, HashSpec
 from modelsign.statements._json import load_json
@@ -68,122 +76,6 @@ __all__ = [
     "read_claims",
     "resolve_parent",
 ]
-
-#: Caps on what we read: one bundle line (a keyless bundle is ~10 KB; a claim listing thousands
-#: of dependencies stays well under this), the whole file, and the number of lines.
-MAX_CLAIM_LINE_BYTES = 16 * 1024 * 1024
-MAX_CLAIMS_FILE_BYTES = 1024 * 1024 * 1024
-MAX_CLAIM_LINES = 100_000
-
-
-def claims_path(artifact: str | os.PathLike[str]) -> Path:
-    """Where an artifact's claims live: ``DIR/claims.jsonl``, or ``FILE.claims.jsonl`` beside a
-    single-file artifact (as ``FILE.sig`` is its signature)."""
-    p = Path(artifact)
-    if p.is_dir():
-        return p / CLAIMS_FILE
-    return p.with_name(f"{p.name}.{CLAIMS_FILE}")
-
-
-# ------------------------------------------------------------------------------------ the file
-@dataclass(frozen=True, slots=True)
-class ClaimLine:
-    """One non-blank line of a claims file, as read (not verified, not even parsed).
-
-    ``complete`` is false for a last line without its newline (an interrupted append);
-    ``problem`` is set when the line could not be read whole (over the size cap).
-    """
-
-    number: int
-    raw: bytes
-    complete: bool = True
-    problem: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimsFile:
-    """The lines of a claims file. ``problems`` are about the file (e.g. too many lines)."""
-
-    path: Path
-    lines: tuple[ClaimLine, ...]
-    problems: tuple[str, ...] = ()
-    exists: bool = True
-
-
-def _open_for_read(path: Path) -> BinaryIO:
-    """Open the claims file for reading; never a blocking open (a FIFO named claims.jsonl
-    would hang every verification that reads claims)."""
-    try:
-        return open_regular(path, what="the claims file")
-    except FileNotFoundError:
-        raise
-    except PermissionError as e:
-        raise PathError("the claims file is not readable (permission denied)", path=path) from e
-    except OSError as e:
-        raise PathError(f"cannot read the claims file: {e.strerror or e}", path=path) from e
-
-
-def read_claims(
-    path: str | os.PathLike[str],
-    *,
-    max_line_bytes: int = MAX_CLAIM_LINE_BYTES,
-    max_file_bytes: int = MAX_CLAIMS_FILE_BYTES,
-    max_lines: int = MAX_CLAIM_LINES,
-) -> ClaimsFile:
-    """Read a claims file (the file itself, or a directory whose ``claims.jsonl`` it is; for a
-    single-file artifact pass :func:`claims_path` of it).
-
-    A missing file is an empty :class:`ClaimsFile` with ``exists=False``. Blank lines are skipped
-    (line numbers still count them). An over-long line is reported as a problem of that line; a
-    last line without a newline is returned with ``complete=False``. Lines past ``max_lines`` or
-    past ``max_file_bytes`` are not read, and that is reported in ``problems``.
-    """
-    p = Path(path)
-    if p.is_dir():
-        p = claims_path(p)
-    try:
-        f = _open_for_read(p)
-    except FileNotFoundError:
-        return ClaimsFile(p, (), (), exists=False)
-    with f:
-        return _read_lines(p, f, max_line_bytes, max_file_bytes, max_lines)
-
-
-def _read_lines(p: Path, f: Any, max_line: int, max_file: int, max_lines: int) -> ClaimsFile:
-    lines: list[ClaimLine] = []
-    problems: list[str] = []
-    number = 0
-    total = 0
-    while True:
-        chunk: bytes = f.readline(max_line + 1)
-        if not chunk:
-            break
-        number += 1
-        total += len(chunk)
-        if total > max_file:
-            problems.append(f"the claims file is larger than {max_file} bytes; lines from "
-                            f"{number} on were not read")
-            break
-        if number > max_lines:
-            problems.append(f"the claims file has more than {max_lines} lines; lines from "
-                            f"{number} on were not read")
-            break
-        if len(chunk) > max_line and not chunk.endswith(b"\n"):
-            # Over the cap: skip the rest of this line without holding it in memory.
-            skipped = len(chunk)
-            while chunk and not chunk.endswith(b"\n"):
-                chunk = f.readline(1024 * 1024)
-                skipped += len(chunk)
-                total += len(chunk)
-            lines.append(ClaimLine(number, b"", True,
-                                   f"line is longer than {max_line} bytes ({skipped} bytes)"))
-            continue
-        complete = chunk.endswith(b"\n")
-        body = chunk[:-1] if complete else chunk
-        if not body.strip():
-            continue
-        lines.append(ClaimLine(number, body, complete))
-    return ClaimsFile(p, tuple(lines), tuple(problems))
 
 
 def _check_line(line: bytes) -> bytes:

@@ -15,16 +15,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from modelsign.claims import MAX_CLAIM_LINE_BYTES, ClaimLine, claims_path, read_claims
+# The claims file's reader only: the statement models (pydantic, the in-toto protobufs) are
+# imported when a line has verified, so that a model without claims verifies without them.
+from modelsign._claimsfile import MAX_CLAIM_LINE_BYTES, ClaimLine, claims_path, read_claims
 from modelsign.errors import InputError, SignatureFormatError, VerificationError
-from modelsign.statements._models import DERIVATION_BUILD_TYPE, SLSA_PROVENANCE_V1
-from modelsign.statements._provenance import DerivationView, parse_provenance
 from modelsign.verify._identity import Identity
 from modelsign.verify._result import Signer, VerifiedStatement
 from modelsign.verify._signature import select_mode, verify_bundle
 from modelsign.verify._trust import Trust
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelsign.statements._provenance import DerivationView
 
 __all__ = [
     "CLAIMS_REPORT_SCHEMA_ID",
@@ -226,6 +229,9 @@ def _verify_line(line: ClaimLine, source: str, root: str, *, identities: Sequenc
             f"the claim is about another artifact: subject sha256:{digest} is not this "
             f"artifact's root digest sha256:{root} (a claim copied from another model?)",
             **named)  # type: ignore[arg-type]
+    from modelsign.statements._models import SLSA_PROVENANCE_V1
+    from modelsign.statements._provenance import parse_provenance
+
     if st.predicate_type != SLSA_PROVENANCE_V1 or not _is_derivation(st.predicate):
         return ClaimResult(line.number, "ok", None, recognized=False,
                            **named)  # type: ignore[arg-type]
@@ -240,6 +246,8 @@ def _verify_line(line: ClaimLine, source: str, root: str, *, identities: Sequenc
 
 
 def _is_derivation(predicate: Any) -> bool:
+    from modelsign.statements._models import DERIVATION_BUILD_TYPE
+
     bd = predicate.get("buildDefinition") if isinstance(predicate, dict) else None
     return isinstance(bd, dict) and bd.get("buildType") == DERIVATION_BUILD_TYPE
 

@@ -49,27 +49,50 @@ def test_help_and_unknown_commands_still_see_every_command() -> None:
     assert _app.app_for(["hash", "x"]) is not full
 
 
-def test_sign_with_a_key_parses_without_pydantic_or_sigstore(tmp_path: Path) -> None:
-    """Start-up is the whole cost of a small `sign --key`: typer 0.29 parses every option through
-    pydantic TypeAdapters (~0.1 s here), hence the `typer<0.29` bound in pyproject.toml, and
-    nothing on the key path needs sigstore. Whoever lifts the bound sees this fail."""
+def _run_cli_and_list_modules(tmp_path: Path, argv: list[str]) -> tuple[int, set[str]]:
+    """Run the CLI in a fresh interpreter; return its exit code and top-level modules loaded."""
+    code = ("import json, sys; from modelsign.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         check=True, env={"MODELSIGN_CACHE_DIR": str(tmp_path / "cache"),
+                                          "PATH": "/usr/bin:/bin"}).stdout
+    rc, top = json.loads(out.strip().splitlines()[-1])
+    return rc, set(top)
+
+
+def _key_signed_model(tmp_path: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     model = tmp_path / "m"
     model.mkdir()
     (model / "w.bin").write_bytes(b"weights")
-    key = tmp_path / "key.pem"
-    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    code = ("import json, sys; from modelsign.cli import main; "
-            "rc = main(['sign', sys.argv[1], '--key', sys.argv[2], '--output', sys.argv[3]]); "
-            "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))")
-    out = subprocess.run([sys.executable, "-c", code, str(model), str(key),
-                          str(tmp_path / "model.sig")], capture_output=True, text=True,
-                         check=True, env={"MODELSIGN_CACHE_DIR": str(tmp_path / "cache"),
-                                          "PATH": "/usr/bin:/bin"}).stdout
-    rc, top = json.loads(out.strip().splitlines()[-1])
-    assert rc == 0 and (tmp_path / "model.sig").is_file()
-    assert not {"pydantic", "pydantic_core", "sigstore", "rich"} & set(top), top
+    private = ec.generate_private_key(ec.SECP256R1())
+    key, pub = tmp_path / "key.pem", tmp_path / "pub.pem"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    pub.write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return model, key, pub
+
+
+def test_sign_with_a_key_parses_without_pydantic_or_sigstore(tmp_path: Path) -> None:
+    """Start-up is the whole cost of a small `sign --key`: typer 0.29 parses every option through
+    pydantic TypeAdapters (~0.1 s here), hence the `typer<0.29` bound in pyproject.toml, and
+    nothing on the key path needs sigstore. Whoever lifts the bound sees this fail."""
+    model, key, _ = _key_signed_model(tmp_path)
+    rc, top = _run_cli_and_list_modules(
+        tmp_path, ["sign", str(model), "--key", str(key), "--output", str(tmp_path / "s.sig")])
+    assert rc == 0 and (tmp_path / "s.sig").is_file()
+    assert not {"pydantic", "pydantic_core", "sigstore", "rich"} & top, top
+
+
+def test_verify_without_claims_loads_no_statement_models(tmp_path: Path) -> None:
+    """A model without claims.jsonl verifies without pydantic or the in-toto protobufs (the
+    claims reader is split from the claim models: ~0.17 s of `verify` start-up)."""
+    model, key, pub = _key_signed_model(tmp_path)
+    assert _run_cli_and_list_modules(tmp_path, ["sign", str(model), "--key", str(key)])[0] == 0
+    rc, top = _run_cli_and_list_modules(tmp_path, ["verify", str(model), "--key", str(pub)])
+    assert rc == 0
+    assert not {"pydantic", "pydantic_core", "google", "in_toto_attestation", "sigstore"} & top, top
