@@ -514,6 +514,29 @@ print(json.dumps({"elapsed": dt, "root": h.hexdigest(), "resources": n}))
 '''
 
 
+# Issue 7's "what verification adds to a load": in a process that is already running (the one
+# that loads the model), the import of the verifier plus one full verification (no cache).
+MODELSIGN_API_VERIFY = r"""
+import json, sys, time
+p = json.loads(sys.argv[1])
+t = time.perf_counter()
+from modelsign.verify import verify_model
+r = verify_model(p["path"], key=p["key"])
+dt = time.perf_counter() - t
+print(json.dumps({"elapsed": dt, "root": r.root_digest, "resources": len(r.files)}))
+"""
+
+MODEL_SIGNING_API_VERIFY = r"""
+import json, sys, time
+p = json.loads(sys.argv[1])
+t = time.perf_counter()
+import model_signing
+model_signing.verifying.Config().use_elliptic_key_verifier(
+    public_key=p["key"]).verify(p["path"], p["signature"])
+print(json.dumps({"elapsed": time.perf_counter() - t}))
+"""
+
+
 # ------------------------------------------------------------------------------------------------
 # rows
 
@@ -820,6 +843,19 @@ def modelsign_cli_verify(ctx: Ctx, rep: int, reps: int) -> Sample:
     return Sample(proc.elapsed, proc.maxrss_kb)
 
 
+def modelsign_api_verify(ctx: Ctx, rep: int, reps: int) -> Sample:
+    proc, res = _api(ctx, MODELSIGN_API_VERIFY, {
+        "path": str(ctx.data["verify_ms"].target), "key": str(ctx.pub)})
+    return Sample(res["elapsed"], proc.maxrss_kb, res.get("root"))
+
+
+def model_signing_api_verify(ctx: Ctx, rep: int, reps: int) -> Sample:
+    proc, res = _api(ctx, MODEL_SIGNING_API_VERIFY, {
+        "path": str(ctx.data["verify_peer"].target), "key": str(ctx.pub),
+        "signature": str(ctx.out("model_signing-verify.sig"))})
+    return Sample(res["elapsed"], proc.maxrss_kb)
+
+
 def model_signing_cli_verify(ctx: Ctx, rep: int, reps: int) -> Sample:
     d = ctx.data["verify_peer"].target
     proc = run_proc([ctx.exe("model_signing"), "verify", "key", str(d), "--signature",
@@ -931,6 +967,16 @@ def all_specs(startup_reps: int) -> list[Spec]:
              "verify_ms", modelsign_cli_verify,
              "modelsign verify --key on the 90 MB model, process start to exit",
              peer="model_signing.cli.verify.warm", setup=setup_verify_modelsign),
+        Spec("model_signing.api.verify.warm", "verify", "model_signing", "api", "warm", "GB/s",
+             "verify_peer", model_signing_api_verify,
+             "model_signing's verifying.Config().verify in a running interpreter: its import "
+             "plus one verification of the 90 MB model",
+             setup=setup_verify_peer),
+        Spec("modelsign.api.verify.warm", "verify", "modelsign", "api", "warm", "GB/s",
+             "verify_ms", modelsign_api_verify,
+             "modelsign.verify.verify_model in a running interpreter (what the transformers "
+             "path adds to a load): its import plus one full verification of the 90 MB model",
+             peer="model_signing.api.verify.warm", setup=setup_verify_modelsign),
     ]
     return S
 
@@ -1124,8 +1170,8 @@ TARGETS: list[tuple[str, str, str, str, float, str]] = [
      "ratio_vs_peer", 2.0, "min"),
     ("#3", "`modelsign sign --key` vs `model_signing sign key`, 2 GiB, speed-up",
      "modelsign.cli.sign.warm", "ratio_vs_peer", 1.3, "min"),
-    ("#7", "verify the 90 MB model, warm, s (CLI: includes interpreter start-up)",
-     "modelsign.cli.verify.warm", "median_s", 0.15, "max"),
+    ("#7", "verification of the 90 MB model added to a load (import + verify_model), warm, s",
+     "modelsign.api.verify.warm", "median_s", 0.15, "max"),
 ]
 
 

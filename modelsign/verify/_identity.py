@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-
-from cryptography import x509
-from cryptography.hazmat import asn1
-from cryptography.x509.oid import ObjectIdentifier
+from typing import TYPE_CHECKING
 
 from modelsign.errors import IdentityError, InputError
 
+# cryptography.x509 takes ~25 ms to import: it is loaded when a certificate is read (keyless and
+# certificate verification), not by every `verify --key`.
+if TYPE_CHECKING:  # pragma: no cover
+    from cryptography import x509
+
 __all__ = ["Identity", "certificate_identity", "certificate_issuer", "fulcio_extensions"]
 
-_OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
-_OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw bytes (deprecated)
-_SAN_OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")  # Fulcio "username" other name
+_OIDC_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # DER UTF8String
+_OIDC_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # raw bytes (deprecated)
+_SAN_OTHERNAME = "1.3.6.1.4.1.57264.1.7"  # Fulcio "username" other name
 _MAX_PATTERN = 1024
 _FULCIO_ARC = "1.3.6.1.4.1.57264.1."
 #: Fulcio extensions whose value is the raw UTF-8 string (the deprecated v1 form: issuer,
@@ -99,6 +101,9 @@ class Identity:
 # ------------------------------------------------------------------ reading the certificate
 def certificate_sans(cert: x509.Certificate) -> tuple[str, ...]:
     """The identities a Fulcio certificate names: e-mail, URI and username SANs, in order."""
+    from cryptography import x509
+    from cryptography.hazmat import asn1
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -107,7 +112,7 @@ def certificate_sans(cert: x509.Certificate) -> tuple[str, ...]:
     for gn in san:
         if isinstance(gn, (x509.RFC822Name, x509.UniformResourceIdentifier)):
             out.append(gn.value)
-        elif isinstance(gn, x509.OtherName) and gn.type_id == _SAN_OTHERNAME:
+        elif isinstance(gn, x509.OtherName) and gn.type_id.dotted_string == _SAN_OTHERNAME:
             try:
                 out.append(asn1.decode_der(str, gn.value))
             except Exception:  # noqa: BLE001 - a malformed other name is simply not an identity
@@ -123,16 +128,19 @@ def certificate_identity(cert: x509.Certificate) -> str | None:
 
 def certificate_issuer(cert: x509.Certificate) -> str | None:
     """The OIDC issuer of a Fulcio certificate: extension ...57264.1.8, else ...57264.1.1."""
+    from cryptography import x509
+    from cryptography.hazmat import asn1
+
     exts = cert.extensions
     try:
-        raw = exts.get_extension_for_oid(_OIDC_ISSUER_V2).value
+        raw = exts.get_extension_for_oid(x509.ObjectIdentifier(_OIDC_ISSUER_V2)).value
         value = asn1.decode_der(str, raw.value)  # type: ignore[attr-defined]
         if isinstance(value, str):
             return value
     except (x509.ExtensionNotFound, ValueError):
         pass
     try:
-        raw = exts.get_extension_for_oid(_OIDC_ISSUER_V1).value
+        raw = exts.get_extension_for_oid(x509.ObjectIdentifier(_OIDC_ISSUER_V1)).value
         return bytes(raw.value).decode("utf-8")  # type: ignore[attr-defined]
     except (x509.ExtensionNotFound, UnicodeDecodeError):
         return None
@@ -147,6 +155,8 @@ def fulcio_extensions(cert: x509.Certificate) -> dict[str, str]:
     characters is left out: the mapping only holds what the certificate unambiguously says.
     Sorted by OID number. Call it on a certificate that verified, never on an unverified one.
     """
+    from cryptography import x509
+
     try:
         extensions = list(cert.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
@@ -177,6 +187,8 @@ def _decode_extension(number: int, raw: bytes) -> str | None:
             return None
     if number < 8:
         return None
+    from cryptography.hazmat import asn1
+
     try:
         value = asn1.decode_der(str, raw)
     except (ValueError, TypeError):

@@ -12,25 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    Policy,
-    PolicyBuilder,
-    Store,
-)
-from cryptography.x509.verification import (
-    VerificationError as X509VerificationError,
-)
 
 from modelsign.errors import KeyMaterialError, SignatureError
 from modelsign.statements._bundle import pae
+
+# cryptography.x509 (~25 ms to import) is loaded by the certificate functions only: a
+# `verify --key` does not need it.
+if TYPE_CHECKING:  # pragma: no cover
+    from cryptography import x509
+    from cryptography.x509.verification import Policy
 
 __all__ = ["load_public_key", "load_trust_anchors", "verify_envelope_sig", "verify_chain",
            "ChainResult"]
@@ -76,6 +71,8 @@ def load_public_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
 
 def load_trust_anchors(paths: Sequence[str | os.PathLike[str]]) -> list[x509.Certificate]:
     """Every certificate of every PEM file given with ``--cert-chain``: each is a trust anchor."""
+    from cryptography import x509
+
     out: list[x509.Certificate] = []
     for path in paths:
         data = _read(path, "certificate file")
@@ -130,6 +127,8 @@ class ChainResult:
 
 
 def _code_signing_eku(_p: Policy, _c: x509.Certificate, eku: x509.ExtendedKeyUsage) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
         raise ValueError("the signing certificate's extended key usage lacks code signing")
 
@@ -148,6 +147,15 @@ def verify_chain(chain_der: Sequence[bytes], anchors: list[x509.Certificate],
     is checked for its purpose only, because code-signing leaves (model_signing's own test PKI
     included) often do not look like TLS client certificates.
     """
+    from cryptography import x509
+    from cryptography.x509.verification import (
+        Criticality,
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+    )
+    from cryptography.x509.verification import VerificationError as X509VerificationError
+
     try:
         certs = [x509.load_der_x509_certificate(d) for d in chain_der]
     except ValueError as e:

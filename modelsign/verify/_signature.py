@@ -6,9 +6,8 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
@@ -31,6 +30,9 @@ from modelsign.verify._keys import (
 )
 from modelsign.verify._result import _TOKEN, Signer, VerifiedStatement
 from modelsign.verify._trust import Trust
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cryptography import x509
 
 __all__ = ["verify_bundle", "Mode", "normalize", "select_mode", "with_path", "UNSAFE_WARNING"]
 

@@ -32,6 +32,7 @@ EXPECTED_ROWS = {
     "openssl.dgst.dataset.warm", "model_signing.cli.dataset.warm", "modelsign.cli.dataset.warm",
     "model_signing.cli.sign.warm", "modelsign.cli.sign.warm",
     "model_signing.cli.verify.warm", "modelsign.cli.verify.warm",
+    "model_signing.api.verify.warm", "modelsign.api.verify.warm",
 }
 
 
