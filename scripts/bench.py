@@ -10,7 +10,9 @@ Run it from the project venv (it finds ``modelsign`` and ``model_signing`` next 
 
 Every measurement is one *row*. Rows are independent: a row whose tool fails (a command that does
 not exist yet, an import error, a non-zero exit) reports ``status: error`` with the message, and the
-run goes on. Numbers are medians of ``--repeat`` repetitions; GB/s means 10^9 bytes per second
+run goes on. Numbers are medians of ``--repeat`` repetitions; a modelsign row and the
+model_signing row it is compared with run their repetitions interleaved (A B, B A, ...), so a
+load that drifts on a shared machine weighs on both alike. GB/s means 10^9 bytes per second
 (as ``openssl speed`` counts); peak RSS is the child's ``ru_maxrss`` (MiB) read with ``os.wait4``.
 
 Cold runs evict the data files with ``posix_fadvise(POSIX_FADV_DONTNEED)`` per file (after a
@@ -1057,73 +1059,135 @@ def measure_ceiling(ctx: Ctx) -> dict[str, Any]:
 # running a row
 
 
-def run_spec(ctx: Ctx, spec: Spec) -> dict[str, Any]:
-    d = ctx.data.get(spec.data) if spec.data else None
-    row: dict[str, Any] = {
-        "name": spec.name, "group": spec.group, "tool": spec.tool, "interface": spec.interface,
-        "cache": spec.cache, "unit": spec.unit, "desc": spec.desc, "peer": spec.peer,
-        "method": spec.method,
-        "dataset": spec.data, "bytes": d.nbytes if d else None, "files": d.nfiles if d else None,
-        "status": "ok", "error": None, "times_s": [], "median_s": None, "throughput": None,
-        "pct_of_ceiling": None, "ratio_vs_peer": None, "peak_rss_mb": None,
-        "resident_fraction": [], "digest": None, "digest_matches_peer": None,
-    }
-    row["loadavg_1min"] = os.getloadavg()[0]  # other work on the machine skews the numbers
-    samples: list[Sample] = []
-    reps = spec.reps or ctx.args.repeat
-    t_row = time.perf_counter()
-    try:
-        if spec.setup:
-            spec.setup(ctx)
-        for rep in range(reps):
+class RowRun:
+    """One row being measured: its setup, its repetitions (which may be interleaved with another
+    row's, see :func:`run_group`), and the summary of its samples."""
+
+    def __init__(self, ctx: Ctx, spec: Spec) -> None:
+        self.ctx, self.spec = ctx, spec
+        self.d = d = ctx.data.get(spec.data) if spec.data else None
+        self.row: dict[str, Any] = {
+            "name": spec.name, "group": spec.group, "tool": spec.tool,
+            "interface": spec.interface, "cache": spec.cache, "unit": spec.unit,
+            "desc": spec.desc, "peer": spec.peer, "method": spec.method, "dataset": spec.data,
+            "bytes": d.nbytes if d else None, "files": d.nfiles if d else None,
+            "status": "ok", "error": None, "times_s": [], "median_s": None, "throughput": None,
+            "pct_of_ceiling": None, "ratio_vs_peer": None, "peak_rss_mb": None,
+            "resident_fraction": [], "digest": None, "digest_matches_peer": None,
+        }
+        self.row["loadavg_1min"] = os.getloadavg()[0]  # other work on the machine skews numbers
+        self.samples: list[Sample] = []
+        self.reps = spec.reps or ctx.args.repeat
+        self.wall = 0.0
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        if self.row["status"] != "ok":
+            return
+        t = time.perf_counter()
+        try:
+            fn()
+        except NotAvailable as e:
+            self.row["status"], self.row["error"] = "n/a", str(e)
+        except Exception as e:  # noqa: BLE001 - a row reports, never kills the run
+            msg = str(e) or type(e).__name__
+            if not isinstance(e, BenchError):
+                msg = f"{type(e).__name__}: {msg}"
+            self.row["status"], self.row["error"] = "error", f"error: {msg}"
+        finally:
+            self.wall += time.perf_counter() - t
+
+    def setup(self) -> None:
+        if self.spec.setup:
+            setup = self.spec.setup
+            self._guard(lambda: setup(self.ctx))
+
+    def rep(self, rep: int) -> None:
+        if rep >= self.reps:
+            return
+
+        def once() -> None:
+            d, spec = self.d, self.spec
             if d is not None and spec.cache == "cold":
                 evict(d.files)
             elif d is not None and spec.cache == "warm" and rep == 0:
                 prime(d.files)
             if d is not None:
-                row["resident_fraction"].append(residency(d.sample))
-            s = spec.run(ctx, rep, reps)
-            samples.append(s)
-            row["times_s"].append(s.elapsed)
-    except NotAvailable as e:
-        row["status"], row["error"] = "n/a", str(e)
-    except Exception as e:  # noqa: BLE001 - a row reports, never kills the run
-        msg = str(e) or type(e).__name__
-        if not isinstance(e, BenchError):
-            msg = f"{type(e).__name__}: {msg}"
-        row["status"], row["error"] = "error", f"error: {msg}"
-    if row["status"] == "ok" and samples:
-        med = median([s.elapsed for s in samples])
-        row["median_s"] = med
-        if spec.group == "incremental":
-            full = median([s.extra["full_s"] for s in samples])
-            row["full_times_s"] = [s.extra["full_s"] for s in samples]
-            row["full_median_s"] = full
-            row["incremental_median_s"] = med
-            row["incremental_speedup"] = full / med if med > 0 else None
-            row["throughput"] = (d.nbytes / full / GB) if d and full > 0 else None
-        elif med <= 0:
-            row["status"], row["error"] = "error", "error: measured a zero duration"
-        elif spec.unit == "GB/s":
-            row["throughput"] = d.nbytes / med / GB if d else None
-        elif spec.unit == "files/s":
-            row["throughput"] = d.nfiles / med if d else None
-        elif spec.unit == "runs/s":
-            row["throughput"] = 1.0 / med
-        rss = [s.maxrss_kb for s in samples if s.maxrss_kb is not None]
-        row["peak_rss_mb"] = max(rss) / 1024.0 if rss else None
-        digests = {s.digest for s in samples if s.digest}
-        if len(digests) > 1 and spec.group != "incremental":
-            row["status"] = "error"
-            row["error"] = "error: the root digest differed between repetitions"
-        row["digest"] = next(iter(digests)) if len(digests) == 1 else None
-        extra = [s.extra for s in samples if s.extra and spec.group != "incremental"]
-        if extra:
-            row["extra"] = extra[-1]
-    if row["status"] != "ok":
-        row["throughput"] = None
-    row["wall_s"] = time.perf_counter() - t_row
-    return row
+                self.row["resident_fraction"].append(residency(d.sample))
+            s = spec.run(self.ctx, rep, self.reps)
+            self.samples.append(s)
+            self.row["times_s"].append(s.elapsed)
+        self._guard(once)
+
+    def finish(self) -> dict[str, Any]:
+        row, spec, d, samples = self.row, self.spec, self.d, self.samples
+        if row["status"] == "ok" and samples:
+            med = median([s.elapsed for s in samples])
+            row["median_s"] = med
+            if spec.group == "incremental":
+                full = median([s.extra["full_s"] for s in samples])
+                row["full_times_s"] = [s.extra["full_s"] for s in samples]
+                row["full_median_s"] = full
+                row["incremental_median_s"] = med
+                row["incremental_speedup"] = full / med if med > 0 else None
+                row["throughput"] = (d.nbytes / full / GB) if d and full > 0 else None
+            elif med <= 0:
+                row["status"], row["error"] = "error", "error: measured a zero duration"
+            elif spec.unit == "GB/s":
+                row["throughput"] = d.nbytes / med / GB if d else None
+            elif spec.unit == "files/s":
+                row["throughput"] = d.nfiles / med if d else None
+            elif spec.unit == "runs/s":
+                row["throughput"] = 1.0 / med
+            rss = [s.maxrss_kb for s in samples if s.maxrss_kb is not None]
+            row["peak_rss_mb"] = max(rss) / 1024.0 if rss else None
+            digests = {s.digest for s in samples if s.digest}
+            if len(digests) > 1 and spec.group != "incremental":
+                row["status"] = "error"
+                row["error"] = "error: the root digest differed between repetitions"
+            row["digest"] = next(iter(digests)) if len(digests) == 1 else None
+            extra = [s.extra for s in samples if s.extra and spec.group != "incremental"]
+            if extra:
+                row["extra"] = extra[-1]
+        if row["status"] != "ok":
+            row["throughput"] = None
+        row["wall_s"] = self.wall
+        return row
+
+
+def run_spec(ctx: Ctx, spec: Spec) -> dict[str, Any]:
+    return run_group(ctx, [spec])[0]
+
+
+def run_group(ctx: Ctx, specs: list[Spec]) -> list[dict[str, Any]]:
+    """Measure rows whose ratio is reported (modelsign's and model_signing's on the same data)
+    with their repetitions interleaved, the first row changing each time (A B, B A, ...): on a
+    shared machine whose load drifts, both tools then run under the same conditions."""
+    runs = [RowRun(ctx, s) for s in specs]
+    for r in runs:
+        r.setup()
+    for rep in range(max(r.reps for r in runs)):
+        k = rep % len(runs)
+        for r in runs[k:] + runs[:k]:
+            r.rep(rep)
+    return [r.finish() for r in runs]
+
+
+def groups(specs: list[Spec]) -> list[list[Spec]]:
+    """The selected rows in run order: each model_signing row with the selected modelsign rows
+    measured against it (run interleaved), every other row alone."""
+    by_name = {s.name: s for s in specs}
+    out: list[list[Spec]] = []
+    placed: set[str] = set()
+    for s in specs:
+        if s.name in placed:
+            continue
+        lead = by_name.get(s.peer) if s.peer else None
+        lead = lead or s
+        group = [g for g in [lead] + [f for f in specs if f.peer == lead.name]
+                 if g.name not in placed]
+        placed.update(g.name for g in group)
+        out.append(group)
+    return out
 
 
 def derive(rows: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
@@ -1469,12 +1533,15 @@ def main(argv: list[str] | None = None) -> int:
     log("ceiling: openssl speed -evp sha256 -bytes 1048576")
     result["ceiling"] = measure_ceiling(ctx)
     result["rows"] = rows = []
-    for spec in specs:
-        log(f"{spec.name} ...")
-        row = run_spec(ctx, spec)
-        rows.append(row)
-        tp = _fmt_tp(row) if row["status"] == "ok" else row["error"]
-        log(f"{spec.name}: {tp} ({row['wall_s']:.1f} s)")
+    done: dict[str, dict[str, Any]] = {}
+    for group in groups(specs):
+        log(" + ".join(s.name for s in group) + (" (interleaved)" if len(group) > 1 else "")
+            + " ...")
+        for row in run_group(ctx, group):
+            done[row["name"]] = row
+            tp = _fmt_tp(row) if row["status"] == "ok" else row["error"]
+            log(f"{row['name']}: {tp} ({row['wall_s']:.1f} s)")
+        rows[:] = [done[s.name] for s in specs if s.name in done]  # the table keeps spec order
         derive(rows, result["ceiling"])
         write_json(args.json, result)  # partial results survive an interrupted run
     derive(rows, result["ceiling"])

@@ -127,3 +127,38 @@ def test_parse_openssl_speed() -> None:
     assert bench.parse_openssl_speed(text) == pytest.approx(1_762_040_080)
     with pytest.raises(bench.BenchError):
         bench.parse_openssl_speed("garbage")
+
+
+def test_compared_rows_run_interleaved(tmp_path) -> None:
+    """A modelsign row and the model_signing row it is compared with alternate repetitions, the
+    first one changing each time; a failing row stops alone; rows keep their own results."""
+    import argparse
+
+    bench = _load_bench()
+    calls: list[str] = []
+
+    def runner(name: str, fail_at: int | None = None):
+        def run(ctx, rep: int, reps: int):
+            if rep == fail_at:
+                raise bench.BenchError("boom")
+            calls.append(f"{name}{rep}")
+            return bench.Sample(0.1 + rep)
+        return run
+
+    def spec(name: str, peer: str | None = None, fail_at: int | None = None):
+        return bench.Spec(name, "model", name.split(".")[0], "api", "-", "runs/s", None,
+                          runner(name, fail_at), name, peer=peer)
+
+    peer = spec("model_signing.x")
+    ours = spec("modelsign.x", peer="model_signing.x")
+    other = spec("modelsign.y", peer="model_signing.x", fail_at=1)
+    alone = spec("openssl.z")
+    assert [[s.name for s in g] for g in bench.groups([alone, peer, ours, other])] == [
+        ["openssl.z"], ["model_signing.x", "modelsign.x", "modelsign.y"]]
+    ctx = bench.Ctx(argparse.Namespace(repeat=3), {"timeout": 10}, tmp_path, 1)
+    rows = bench.run_group(ctx, [peer, ours, other])
+    assert calls == ["model_signing.x0", "modelsign.x0", "modelsign.y0",
+                     "modelsign.x1", "model_signing.x1",  # modelsign.y failed at 1
+                     "model_signing.x2", "modelsign.x2"]
+    assert [r["times_s"] for r in rows[:2]] == [[0.1, 1.1, 2.1]] * 2
+    assert rows[2]["status"] == "error" and "boom" in rows[2]["error"]
