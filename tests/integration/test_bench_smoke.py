@@ -82,9 +82,11 @@ def test_smoke_run_reports_every_row(smoke: dict) -> None:
             assert r["status"] in ("error", "n/a"), r
             assert isinstance(r["error"], str) and r["error"].startswith(("error: ", "n/a: ")), r
             assert r["throughput"] is None
-        # the tools the harness compares against are installed: their rows must be measured
-        if r["tool"] in ("openssl", "model_signing"):
-            assert r["status"] == "ok", r
+        # every tool is installed and every command exists: every row must be measured
+        assert r["status"] == "ok", r
+        if r["group"] == "verify" and r["interface"] == "api":
+            assert r["import_median_s"] + r["verify_median_s"] == pytest.approx(
+                r["median_s"], rel=0.5)
 
 
 @pytest.mark.slow
@@ -162,3 +164,28 @@ def test_compared_rows_run_interleaved(tmp_path) -> None:
                      "model_signing.x2", "modelsign.x2"]
     assert [r["times_s"] for r in rows[:2]] == [[0.1, 1.1, 2.1]] * 2
     assert rows[2]["status"] == "error" and "boom" in rows[2]["error"]
+
+
+def test_a_row_whose_setup_fails_is_not_measured(tmp_path) -> None:
+    import argparse
+
+    bench = _load_bench()
+    ran: list[int] = []
+
+    def setup(ctx) -> None:
+        raise bench.NotAvailable("n/a: no such command")
+
+    def run(ctx, rep: int, reps: int):
+        ran.append(rep)
+        return bench.Sample(0.5)
+
+    short = bench.Spec("modelsign.s", "startup", "modelsign", "cli", "-", "runs/s", None, run,
+                       "s", peer="model_signing.s", reps=1)
+    broken = bench.Spec("model_signing.s", "startup", "model_signing", "cli", "-", "runs/s",
+                        None, run, "b", setup=setup)
+    ctx = bench.Ctx(argparse.Namespace(repeat=3), {"timeout": 10}, tmp_path, 1)
+    b, s = bench.run_group(ctx, [broken, short])
+    assert b["status"] == "n/a" and b["times_s"] == [] and b["throughput"] is None
+    assert s["status"] == "ok" and s["times_s"] == [0.5] and ran == [0]  # its own 1 repetition
+    assert s["throughput"] == pytest.approx(2.0) and s["wall_s"] >= 0
+
