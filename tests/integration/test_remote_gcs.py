@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ gcsfs = pytest.importorskip("gcsfs")
 emulator = pytest.importorskip("gcp_storage_emulator.server")
 
 from test_hash_cli import _run  # noqa: E402
-from test_remote_s3 import FILES, MutateFirst, _local  # noqa: E402
+from test_remote_s3 import MutateFirst, ObjectStore, _local  # noqa: E402
 
 from modelsign.errors import FileChangedError, ModelsignError  # noqa: E402
 from modelsign.hashing import HashSpec  # noqa: E402
@@ -33,16 +32,10 @@ from modelsign.manifest import hash_model  # noqa: E402
 OPTIONS: dict[str, Any] = {"token": "anon", "project": "modelsign-test"}
 
 
-class GCS:
+class GCS(ObjectStore):
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.fs = gcsfs.GCSFileSystem(**OPTIONS)
-
-    def bucket(self, files: dict[str, bytes] = FILES, prefix: str = "data") -> str:
-        name = f"b-{uuid.uuid4().hex[:12]}"
-        self.fs.mkdir(name)
-        self.fs.pipe({f"{name}/{prefix}/{k}": v for k, v in files.items()})
-        return f"{name}/{prefix}"
 
 
 @pytest.fixture(scope="module")

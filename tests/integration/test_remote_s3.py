@@ -40,7 +40,19 @@ FILES: dict[str, bytes] = {
 }
 
 
-class S3:
+class ObjectStore:
+    """A bucket maker over any fsspec filesystem ``fs`` (the S3 and GCS tests share it)."""
+
+    fs: Any
+
+    def bucket(self, files: dict[str, bytes] = FILES, prefix: str = "data") -> str:
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        self.fs.mkdir(name)
+        self.fs.pipe({f"{name}/{prefix}/{k}": v for k, v in files.items()})
+        return f"{name}/{prefix}"
+
+
+class S3(ObjectStore):
     def __init__(self, endpoint: str) -> None:
         import s3fs
 
@@ -50,12 +62,6 @@ class S3:
 
     def cli_options(self) -> list[str]:
         return [a for k, v in self.options.items() for a in ("--storage-option", f"{k}={v}")]
-
-    def bucket(self, files: dict[str, bytes] = FILES, prefix: str = "data") -> str:
-        name = f"b-{uuid.uuid4().hex[:12]}"
-        self.fs.mkdir(name)
-        self.fs.pipe({f"{name}/{prefix}/{k}": v for k, v in files.items()})
-        return f"{name}/{prefix}"
 
 
 @pytest.fixture(scope="module")
