@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from modelsign.cli import _app
+from modelsign.testing import make_key
 
 
 def _registered(module: str) -> set[str]:
@@ -61,20 +62,11 @@ def _run_cli_and_list_modules(tmp_path: Path, argv: list[str]) -> tuple[int, set
 
 
 def _key_signed_model(tmp_path: Path) -> tuple[Path, Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     model = tmp_path / "m"
     model.mkdir()
     (model / "w.bin").write_bytes(b"weights")
-    private = ec.generate_private_key(ec.SECP256R1())
-    key, pub = tmp_path / "key.pem", tmp_path / "pub.pem"
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    pub.write_bytes(private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return model, key, pub
+    kp = make_key(tmp_path / "keys")
+    return model, kp.private, kp.public
 
 
 def test_sign_with_a_key_parses_without_pydantic_or_sigstore(tmp_path: Path) -> None:
