@@ -1164,10 +1164,6 @@ class RowRun:
         return row
 
 
-def run_spec(ctx: Ctx, spec: Spec) -> dict[str, Any]:
-    return run_group(ctx, [spec])[0]
-
-
 def run_group(ctx: Ctx, specs: list[Spec]) -> list[dict[str, Any]]:
     """Measure rows whose ratio is reported (modelsign's and model_signing's on the same data)
     with their repetitions interleaved, in rotation (A B C, B C A, ...): on a shared machine
